@@ -1,0 +1,119 @@
+"""The `gateway` command: `gateway up CONFIG` serves, `gateway check CONFIG` validates."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config
+
+
+def _load_dotenv(config_path: str) -> None:
+    """Read KEY=VALUE lines from a .env beside the config (never overriding the environment)."""
+    env_file = Path(config_path).resolve().parent / ".env"
+    if not env_file.is_file():
+        return
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        os.environ.setdefault(key.strip().removeprefix("export "), value.strip().strip("'\""))
+
+
+def _load(path: str) -> Config | None:
+    _load_dotenv(path)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return None
+
+
+def describe(config: Config) -> list[str]:
+    """A few readable lines saying what a config serves."""
+    lines = ["models:"]
+    for p in config.providers:
+        flags = []
+        if p.default:
+            flags.append("default")
+        if p.base_url:
+            flags.append(f"at {p.base_url}")
+        if p.access_key_source and not p.access_key:
+            flags.append(f"{p.access_key_source} not set: decisions work, forwarding will fail")
+        lines.append(f"  {p.model}" + (f"  ({'; '.join(flags)})" if flags else ""))
+    if config.aliases:
+        lines.append("aliases:")
+        lines += [f"  {alias} -> {target}" for alias, target in config.aliases.items()]
+    lines.append("routes:" if config.routes else "routes: none (every request goes to the requested or default model)")
+    for r in config.routes:
+        extra = f" [{len(r.examples)} examples]" if r.examples else ""
+        lines.append(f"  {r.name} -> {r.model}: {r.description}{extra}")
+    routing = config.routing
+    router = f"LLM ({routing.model})" if routing.model else "embedded"
+    lines.append(f"router: {router}")
+    store = routing.session_cache.type
+    if store == "redis":
+        store += f" at {routing.session_cache.url}"
+    lines.append(f"pins: {store}, ttl {routing.session_ttl_seconds}s sliding, at most {routing.session_max_entries}")
+    if config.ignored_sections:
+        lines.append(f"ignored Plano sections: {', '.join(config.ignored_sections)}")
+    return lines
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    print(f"{args.config}: ok")
+    print("\n".join(describe(config)))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    host = args.host or config.host
+    port = args.port or config.port
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from .app import create_app
+
+    try:
+        app = create_app(config)
+    except Exception as exc:  # e.g. the router's data cannot load
+        print(f"gateway cannot start: {exc}", file=sys.stderr)
+        return 1
+    print(f"gateway listening on http://{host}:{port}  (config {args.config})", flush=True)
+    for line in describe(config):
+        print(f"  {line}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible LLM gateway with session pinning")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="serve the gateway in the foreground")
+    up.add_argument("config", help="path to config.yaml")
+    up.add_argument("--host", help="address to listen on (default: the listener's address, else 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port (default: the model listener's port, else 12000)")
+    up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    up.set_defaults(func=cmd_up)
+    check = sub.add_parser("check", help="validate a config and show what it defines")
+    check.add_argument("config", help="path to config.yaml")
+    check.set_defaults(func=cmd_check)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

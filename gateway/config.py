@@ -1,0 +1,545 @@
+"""Loading and validating `config.yaml` (Plano v0.3.0 compatible).
+
+The file is checked field by field; every problem found is collected into one
+`ConfigError` whose lines each name the offending field, so `gateway check`
+and `gateway up` can print them without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PORT = 12000
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_SESSION_TTL = 600
+DEFAULT_SESSION_MAX = 10_000
+DEFAULT_PROVIDER_TIMEOUT = 60.0
+DEFAULT_ROUTER_TIMEOUT = 2.0
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+# Providers whose wire format is OpenAI's chat completions. For these the
+# gateway appends `/v1` to a root `base_url`; others are passed to litellm as is.
+OPENAI_COMPATIBLE = {
+    "openai", "ollama_chat", "groq", "deepseek", "mistral", "together_ai", "xai",
+    "openrouter", "fireworks_ai", "deepinfra", "perplexity", "hosted_vllm", "vllm",
+    "lm_studio", "moonshot",
+}
+
+# Plano's `provider_interface` names, mapped to litellm's provider prefixes.
+_INTERFACE_TO_PROVIDER = {
+    "openai": "openai", "claude": "anthropic", "deepseek": "deepseek", "groq": "groq",
+    "mistral": "mistral", "gemini": "gemini", "openrouter": "openrouter",
+    "moonshotai": "moonshot", "xiaomi": "openai", "digitalocean": "openai",
+    "vercel": "openai", "chatgpt": "openai", "plano": "openai",
+}
+
+# Plano sections this gateway accepts so that a Plano file loads unchanged,
+# but does not act on. They are reported by `gateway check`.
+_IGNORED_TOP_LEVEL = {
+    "agents", "filters", "endpoints", "overrides", "system_prompt", "prompt_targets",
+    "ratelimits", "tracing", "mode", "state_storage", "prompt_guards",
+}
+
+_ENV_REF = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
+
+
+class ConfigError(Exception):
+    """A config that cannot be served; `problems` holds one line per fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Route:
+    """A routing preference: an intent name, its description, and the model serving it."""
+
+    name: str
+    description: str
+    model: str
+    examples: tuple[str, ...] = ()
+
+
+@dataclass
+class Provider:
+    """One configured model and how to reach it."""
+
+    model: str  # as written in the config, e.g. "openai/gpt-4o"
+    provider: str  # litellm provider prefix, e.g. "openai"
+    model_name: str  # the provider's own name for it, e.g. "gpt-4o"
+    name: str | None = None
+    access_key: str | None = None
+    access_key_source: str | None = None  # "$OPENAI_API_KEY" when taken from the environment
+    base_url: str | None = None
+    default: bool = False
+    fallbacks: list[str] = field(default_factory=list)
+    timeout: float = DEFAULT_PROVIDER_TIMEOUT
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def speaks_openai(self) -> bool:
+        return self.provider in OPENAI_COMPATIBLE
+
+
+@dataclass(frozen=True)
+class SessionCache:
+    type: str = "memory"
+    url: str | None = None
+    tenant_header: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    session_ttl_seconds: int = DEFAULT_SESSION_TTL
+    session_max_entries: int = DEFAULT_SESSION_MAX
+    session_cache: SessionCache = SessionCache()
+    model: str | None = None  # an LLM to route with; None means the embedded router
+    llm_provider: str | None = None
+    router_timeout: float = DEFAULT_ROUTER_TIMEOUT
+
+
+@dataclass
+class Config:
+    providers: list[Provider]
+    routes: list[Route]
+    aliases: dict[str, str]
+    routing: RoutingSettings
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ignored_sections: list[str] = field(default_factory=list)
+    source: str = "<memory>"
+    _lookup: dict[str, Provider] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Every spelling a request may use for a model: "openai/gpt-4o", "gpt-4o",
+        # the provider's `name`, and aliases. Exact ids win over bare names.
+        for p in reversed(self.providers):
+            self._lookup[p.model_name] = p
+            if p.name:
+                self._lookup[p.name] = p
+        for p in self.providers:
+            self._lookup[p.model] = p
+        for alias, target in self.aliases.items():
+            self._lookup[alias] = self._lookup[target]
+
+    @property
+    def default_provider(self) -> Provider:
+        for p in self.providers:
+            if p.default:
+                return p
+        return self.providers[0]
+
+    def find(self, model: str) -> Provider | None:
+        """The provider a request's `model` names (id, bare name, `name` or alias), if any."""
+        return self._lookup.get(model)
+
+    def model_names(self) -> list[str]:
+        return [p.model for p in self.providers] + list(self.aliases)
+
+
+# --------------------------------------------------------------------------
+# loading
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found; pass the path of a config.yaml"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc})"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
+    return parse_config(raw, env=os.environ if env is None else env, source=str(path))
+
+
+def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], source: str = "<memory>") -> Config:
+    """Validate an already-parsed YAML document and build a Config."""
+    v = _Validator(env)
+    cfg = v.config(raw)
+    if v.problems:
+        raise ConfigError([f"{source}: {p}" for p in v.problems])
+    assert cfg is not None
+    cfg.source = source
+    return cfg
+
+
+class _Validator:
+    """Walks the document once, collecting problems instead of stopping at the first."""
+
+    def __init__(self, env: dict[str, str] | os._Environ[str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def fail(self, where: str, msg: str) -> None:
+        self.problems.append(f"{where}: {msg}")
+
+    def _keys(self, obj: dict, where: str, allowed: set[str]) -> None:
+        for key in obj:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.fail(f"{where}.{key}" if where else str(key), f"unknown field; expected one of: {hint}")
+
+    def _typed(self, obj: dict, key: str, where: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
+        if key not in obj or obj[key] is None:
+            if required:
+                self.fail(f"{where}.{key}" if where else key, "is required")
+            return None
+        value = obj[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python, but `port: true` is still wrong.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            self.fail(f"{where}.{key}" if where else key, f"must be a {names}, got {_describe(value)}")
+            return None
+        return value
+
+    def _env_value(self, value: str, where: str, needed: bool) -> tuple[str | None, str | None]:
+        """Expand `$VAR` / `${VAR}`; returns (value, source). Unset is a problem only if needed."""
+        m = _ENV_REF.match(value.strip())
+        if not m:
+            return value, None
+        var = m.group(1)
+        resolved = self.env.get(var)
+        if not resolved:
+            if needed:
+                self.fail(where, f"environment variable {var} is not set; export it or put it in .env")
+            return None, f"${var}"
+        return resolved, f"${var}"
+
+    # -- sections -----------------------------------------------------------
+
+    def config(self, raw: Any) -> Config | None:
+        if raw is None:
+            self.problems.append("the file is empty; it needs at least a model_providers list")
+            return None
+        if not isinstance(raw, dict):
+            self.problems.append(f"top level must be a mapping of sections, got {_describe(raw)}")
+            return None
+        allowed = {"version", "listeners", "model_providers", "llm_providers", "model_aliases",
+                   "routing", "routing_preferences", "gateway"} | _IGNORED_TOP_LEVEL
+        self._keys(raw, "", allowed)
+        version = raw.get("version")
+        if version is not None and not isinstance(version, str):
+            self.fail("version", f"must be a string such as v0.3.0, got {_describe(version)}")
+
+        host, port, retries = self.listeners(raw.get("listeners"))
+        if "model_providers" in raw and "llm_providers" in raw:
+            self.fail("llm_providers", "give either model_providers or its older name llm_providers, not both")
+        key = "model_providers" if "model_providers" in raw else "llm_providers"
+        providers, inline_routes = self.providers(raw.get(key), key)
+        routes = inline_routes + self.top_level_routes(raw.get("routing_preferences"), providers)
+        self._check_routes(routes)
+        aliases = self.aliases(raw.get("model_aliases"), providers)
+        routing = self.routing(raw.get("routing"), providers)
+        max_body = self.gateway_section(raw.get("gateway"))
+        if self.problems:
+            return None
+        for p in providers:
+            for fb in p.fallbacks:
+                if not _find(providers, fb):
+                    self.fail(f"{p.model}.fallbacks", f"{fb!r} is not a configured model; "
+                              f"use one of: {', '.join(x.model for x in providers)}")
+        if self.problems:
+            return None
+        return Config(providers=providers, routes=routes, aliases=aliases, routing=routing,
+                      host=host, port=port, max_retries=retries, max_body_bytes=max_body,
+                      ignored_sections=sorted(k for k in raw if k in _IGNORED_TOP_LEVEL))
+
+    def listeners(self, raw: Any) -> tuple[str, int, int]:
+        host, port, retries = DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_RETRIES
+        if raw is None:
+            return host, port, retries
+        if isinstance(raw, dict):  # Plano's legacy form: {egress_traffic: {address, port}}
+            self._keys(raw, "listeners", {"ingress_traffic", "egress_traffic"})
+            raw = [dict(v, type="model", name=k) for k, v in raw.items()
+                   if k == "egress_traffic" and isinstance(v, dict)]
+        if not isinstance(raw, list):
+            self.fail("listeners", f"must be a list, got {_describe(raw)}")
+            return host, port, retries
+        allowed = {"name", "port", "address", "timeout", "router", "max_retries", "type", "agents",
+                   "input_filters", "output_filters", "message_format"}
+        for i, item in enumerate(raw):
+            where = f"listeners[{i}]"
+            if not isinstance(item, dict):
+                self.fail(where, f"must be a mapping, got {_describe(item)}")
+                continue
+            self._keys(item, where, allowed)
+            if item.get("type", "model") != "model":
+                continue
+            p = self._typed(item, "port", where, int)
+            if p is not None:
+                if not 0 < p < 65536:
+                    self.fail(f"{where}.port", f"must be between 1 and 65535, got {p}")
+                else:
+                    port = p
+            host = self._typed(item, "address", where, str) or host
+            r = self._typed(item, "max_retries", where, int)
+            if r is not None:
+                if r < 0:
+                    self.fail(f"{where}.max_retries", f"must be 0 or more, got {r}")
+                else:
+                    retries = r
+        return host, port, retries
+
+    def providers(self, raw: Any, key: str) -> tuple[list[Provider], list[Route]]:
+        providers: list[Provider] = []
+        routes: list[Route] = []
+        if raw is None:
+            self.fail(key, "is required: list the models the gateway may serve")
+            return providers, routes
+        if not isinstance(raw, list) or not raw:
+            self.fail(key, f"must be a non-empty list of models, got {_describe(raw)}")
+            return providers, routes
+        allowed = {"model", "name", "access_key", "base_url", "default", "routing_preferences",
+                   "provider_interface", "http_host", "passthrough_auth", "headers",
+                   "fallbacks", "timeout"}
+        for i, item in enumerate(raw):
+            where = f"{key}[{i}]"
+            if not isinstance(item, dict):
+                self.fail(where, f"must be a mapping with at least `model`, got {_describe(item)}")
+                continue
+            self._keys(item, where, allowed)
+            model = self._typed(item, "model", where, str, required=True)
+            if model is None:
+                continue
+            if not model.strip():
+                self.fail(f"{where}.model", "must not be empty")
+                continue
+            where = f"{key}[{i}] ({model})"
+            interface = self._typed(item, "provider_interface", where, str)
+            if "/" in model:
+                prefix, model_name = model.split("/", 1)
+            else:
+                prefix = _INTERFACE_TO_PROVIDER.get(interface or "openai", "openai")
+                model_name = model
+            access_key, source = None, None
+            key_raw = self._typed(item, "access_key", where, str)
+            if key_raw is not None:
+                access_key, source = self._env_value(key_raw, f"{where}.access_key", needed=False)
+            base_url = self._typed(item, "base_url", where, str)
+            if base_url is not None:
+                base_url, _ = self._env_value(base_url, f"{where}.base_url", needed=True)
+                if base_url and not re.match(r"^https?://[^/\s]+", base_url):
+                    self.fail(f"{where}.base_url", f"must be an http(s) URL such as http://127.0.0.1:11434, got {base_url!r}")
+            timeout = self._typed(item, "timeout", where, (int, float, str))
+            timeout_s = _seconds(timeout) if timeout is not None else DEFAULT_PROVIDER_TIMEOUT
+            if timeout_s is None or timeout_s <= 0:
+                self.fail(f"{where}.timeout", f"must be a positive number of seconds (or like '30s'), got {timeout!r}")
+                timeout_s = DEFAULT_PROVIDER_TIMEOUT
+            fallbacks = self._typed(item, "fallbacks", where, list) or []
+            if any(not isinstance(f, str) for f in fallbacks):
+                self.fail(f"{where}.fallbacks", "must be a list of model names")
+                fallbacks = []
+            headers = self._typed(item, "headers", where, dict) or {}
+            provider = Provider(
+                model=model, provider=prefix, model_name=model_name,
+                name=self._typed(item, "name", where, str), access_key=access_key,
+                access_key_source=source, base_url=base_url,
+                default=bool(self._typed(item, "default", where, bool)),
+                fallbacks=list(fallbacks), timeout=timeout_s,
+                headers={str(k): str(v) for k, v in headers.items()},
+            )
+            self._typed(item, "passthrough_auth", where, bool)
+            self._typed(item, "http_host", where, str)
+            if any(p.model == model for p in providers):
+                self.fail(where, f"model {model!r} is listed twice; keep one entry")
+            providers.append(provider)
+            prefs = self._typed(item, "routing_preferences", where, list) or []
+            for j, pref in enumerate(prefs):
+                route = self.route(pref, f"{where}.routing_preferences[{j}]", model, {"name", "description", "examples"})
+                if route:
+                    routes.append(route)
+        defaults = [p.model for p in providers if p.default]
+        if len(defaults) > 1:
+            self.fail(key, f"more than one model has `default: true` ({', '.join(defaults)}); mark exactly one")
+        return providers, routes
+
+    def route(self, raw: Any, where: str, model: str, allowed: set[str]) -> Route | None:
+        if not isinstance(raw, dict):
+            self.fail(where, f"must be a mapping with name and description, got {_describe(raw)}")
+            return None
+        self._keys(raw, where, allowed)
+        name = self._typed(raw, "name", where, str, required=True)
+        desc = self._typed(raw, "description", where, str, required=True)
+        if desc is not None and not desc.strip():
+            self.fail(f"{where}.description", "must not be empty: the router matches requests against it")
+            desc = None
+        examples = self._typed(raw, "examples", where, list) or []
+        if any(not isinstance(e, str) or not e.strip() for e in examples):
+            self.fail(f"{where}.examples", "must be a list of non-empty example prompts")
+            examples = []
+        if name is None or desc is None:
+            return None
+        if name == "other":
+            self.fail(f"{where}.name", "'other' is reserved for 'no route matched'; choose another name")
+        return Route(name=name, description=desc.strip(), model=model, examples=tuple(examples))
+
+    def top_level_routes(self, raw: Any, providers: list[Provider]) -> list[Route]:
+        """Plano v0.4's top-level `routing_preferences` with a `models` list; the first model serves."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.fail("routing_preferences", f"must be a list, got {_describe(raw)}")
+            return []
+        routes = []
+        for i, pref in enumerate(raw):
+            where = f"routing_preferences[{i}]"
+            models = pref.get("models") if isinstance(pref, dict) else None
+            if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+                self.fail(f"{where}.models", "must be a non-empty list of configured model names")
+                continue
+            target = _find(providers, models[0])
+            if target is None:
+                self.fail(f"{where}.models", f"{models[0]!r} is not a configured model")
+                continue
+            route = self.route(pref, where, target.model, {"name", "description", "examples", "models", "selection_policy"})
+            if route:
+                routes.append(route)
+        return routes
+
+    def _check_routes(self, routes: list[Route]) -> None:
+        seen: dict[str, str] = {}
+        for r in routes:
+            if r.name in seen and seen[r.name] != r.model:
+                self.fail(f"routing_preferences {r.name!r}", f"is defined for both {seen[r.name]} and {r.model}; route names must be unique")
+            seen[r.name] = r.model
+
+    def aliases(self, raw: Any, providers: list[Provider]) -> dict[str, str]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.fail("model_aliases", f"must be a mapping of alias: {{target: model}}, got {_describe(raw)}")
+            return {}
+        out = {}
+        for alias, spec in raw.items():
+            where = f"model_aliases.{alias}"
+            if not isinstance(spec, dict):
+                self.fail(where, f"must be a mapping with `target`, got {_describe(spec)}")
+                continue
+            self._keys(spec, where, {"target"})
+            target = self._typed(spec, "target", where, str, required=True)
+            if target is None:
+                continue
+            provider = _find(providers, target)
+            if provider is None:
+                self.fail(f"{where}.target", f"{target!r} is not a configured model; use one of: "
+                          f"{', '.join(p.model for p in providers)}")
+                continue
+            out[str(alias)] = provider.model
+        return out
+
+    def routing(self, raw: Any, providers: list[Provider]) -> RoutingSettings:
+        if raw is None:
+            return RoutingSettings()
+        if not isinstance(raw, dict):
+            self.fail("routing", f"must be a mapping, got {_describe(raw)}")
+            return RoutingSettings()
+        self._keys(raw, "routing", {"session_ttl_seconds", "session_max_entries", "session_cache",
+                                    "model", "llm_provider", "timeout"})
+        ttl = self._typed(raw, "session_ttl_seconds", "routing", int)
+        if ttl is not None and ttl < 1:
+            self.fail("routing.session_ttl_seconds", f"must be at least 1, got {ttl}")
+        max_entries = self._typed(raw, "session_max_entries", "routing", int)
+        if max_entries is not None and max_entries < 1:
+            self.fail("routing.session_max_entries", f"must be at least 1, got {max_entries}")
+        cache = SessionCache()
+        raw_cache = self._typed(raw, "session_cache", "routing", dict)
+        if raw_cache is not None:
+            where = "routing.session_cache"
+            self._keys(raw_cache, where, {"type", "url", "tenant_header"})
+            kind = self._typed(raw_cache, "type", where, str) or "memory"
+            if kind not in ("memory", "redis"):
+                self.fail(f"{where}.type", f"must be memory or redis, got {kind!r}")
+            url = self._typed(raw_cache, "url", where, str)
+            if url is not None:
+                url, _ = self._env_value(url, f"{where}.url", needed=kind == "redis")
+            if kind == "redis" and "url" not in raw_cache:
+                self.fail(f"{where}.url", "is required when type is redis, e.g. redis://127.0.0.1:6379")
+            cache = SessionCache(type=kind, url=url, tenant_header=self._typed(raw_cache, "tenant_header", where, str))
+        router_model = self._typed(raw, "model", "routing", str)
+        llm_provider = self._typed(raw, "llm_provider", "routing", str)
+        timeout = self._typed(raw, "timeout", "routing", (int, float, str))
+        timeout_s = _seconds(timeout) if timeout is not None else DEFAULT_ROUTER_TIMEOUT
+        if timeout_s is None or timeout_s <= 0:
+            self.fail("routing.timeout", f"must be a positive number of seconds, got {timeout!r}")
+            timeout_s = DEFAULT_ROUTER_TIMEOUT
+        if llm_provider is not None and _find(providers, llm_provider) is None:
+            self.fail("routing.llm_provider", f"{llm_provider!r} is not a configured model")
+        if llm_provider is not None and router_model is None:
+            self.fail("routing.model", "is required when routing.llm_provider is set")
+        return RoutingSettings(
+            session_ttl_seconds=ttl or DEFAULT_SESSION_TTL,
+            session_max_entries=max_entries or DEFAULT_SESSION_MAX,
+            session_cache=cache, model=router_model, llm_provider=llm_provider,
+            router_timeout=timeout_s,
+        )
+
+    def gateway_section(self, raw: Any) -> int:
+        """Our own settings that Plano has no field for."""
+        if raw is None:
+            return DEFAULT_MAX_BODY_BYTES
+        if not isinstance(raw, dict):
+            self.fail("gateway", f"must be a mapping, got {_describe(raw)}")
+            return DEFAULT_MAX_BODY_BYTES
+        self._keys(raw, "gateway", {"max_body_bytes"})
+        size = self._typed(raw, "max_body_bytes", "gateway", int)
+        if size is not None and size < 1024:
+            self.fail("gateway.max_body_bytes", f"must be at least 1024, got {size}")
+        return size or DEFAULT_MAX_BODY_BYTES
+
+
+_TYPE_NAMES = {str: "string", int: "whole number", float: "number", bool: "boolean (true/false)",
+               dict: "mapping", list: "list"}
+
+
+def _find(providers: list[Provider], name: str) -> Provider | None:
+    for p in providers:
+        if name in (p.model, p.name):
+            return p
+    for p in providers:
+        if name == p.model_name:
+            return p
+    return None
+
+
+def _seconds(value: Any) -> float | None:
+    """Accept 30, 2.5, "30s", "500ms" (Plano writes timeouts as strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", str(value))
+    if not m:
+        return None
+    number, unit = float(m.group(1)), m.group(2) or "s"
+    return number / 1000 if unit == "ms" else number * 60 if unit == "m" else number
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"{type(value).__name__} {value!r}"[:80]

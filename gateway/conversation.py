@@ -1,0 +1,59 @@
+"""Reading a chat conversation the way routers need it: text only, bounded in size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Routers look at no more than this many characters of any one message, so a
+# megabyte of pasted log costs the same as a page.
+MAX_MESSAGE_CHARS = 4000
+
+
+def text_of(content: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The text of a message's `content`: a string, or the text parts of a content array."""
+    if isinstance(content, str):
+        return content[:limit]
+    if isinstance(content, list):
+        parts: list[str] = []
+        size = 0
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"][: limit - size])
+                size += len(parts[-1])
+                if size >= limit:
+                    break
+        return "\n".join(parts)
+    return ""
+
+
+def user_turns(messages: list[dict[str, Any]], max_turns: int = 3) -> list[str]:
+    """The texts of the last `max_turns` user messages, latest first (empty ones skipped)."""
+    out: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        text = text_of(message.get("content")).strip()
+        if text:
+            out.append(text)
+            if len(out) == max_turns:
+                break
+    return out
+
+
+def recent_turns(messages: list[dict[str, Any]], max_chars: int) -> list[dict[str, str]]:
+    """User and assistant turns, oldest first, keeping the latest ones within `max_chars`."""
+    kept: list[dict[str, str]] = []
+    budget = max_chars
+    for message in reversed(messages):
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            continue  # system prompts and tool output say little about the user's intent
+        text = text_of(message.get("content"), limit=budget).strip()
+        if not text:
+            continue
+        kept.append({"role": role, "content": text})
+        budget -= len(text)
+        if budget <= 0:
+            break
+    kept.reverse()
+    return kept

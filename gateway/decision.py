@@ -1,0 +1,174 @@
+"""The one decision path: (request, session) -> which model serves it.
+
+Both HTTP endpoints call `Decider.decide`. Pin lookup, routing, falling back to
+the request's or the default model, and pin writing happen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config, Provider
+from .errors import BadRequest, RouterError
+from .pins import Pin, PinStore
+from .routers import Router
+
+log = logging.getLogger("gateway.decision")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one request. `outcome` is routed, no_route, pinned or router_failed."""
+
+    provider: Provider
+    route: str | None
+    pinned: bool
+    session_id: str | None
+    outcome: str
+
+    @property
+    def model(self) -> str:
+        return self.provider.model
+
+
+@dataclass
+class DecisionStats:
+    """Counters an operator (and the tests) can read."""
+
+    routed: int = 0
+    no_route: int = 0
+    pinned: int = 0
+    router_failed: int = 0
+    router_calls: int = 0
+    router_seconds: float = 0.0
+    store_errors: int = 0
+
+
+class Decider:
+    """Turns a request into a Decision, sharing pins across both endpoints."""
+
+    def __init__(self, config: Config, router: Router, store: PinStore) -> None:
+        self.config = config
+        self.router = router
+        self.store = store
+        self.stats = DecisionStats()
+        # In-process single flight: concurrent first requests of a session wait
+        # for one routing run. Across processes, put_if_absent settles the race.
+        self._inflight: dict[str, asyncio.Future[Decision]] = {}
+
+    def requested_provider(self, body: dict[str, Any]) -> Provider | None:
+        """The provider the body's `model` names; BadRequest if it names nothing configured."""
+        model = body.get("model")
+        if model is None or model == "":
+            return None
+        if not isinstance(model, str):
+            raise BadRequest("`model` must be a string naming a configured model", param="model")
+        provider = self.config.find(model)
+        if provider is None:
+            raise BadRequest(
+                f"model {model!r} is not configured on this gateway; use one of: "
+                f"{', '.join(self.config.model_names())} (or omit `model` to let the gateway choose)",
+                code="model_not_found", param="model")
+        return provider
+
+    async def decide(self, body: dict[str, Any], session_key: str | None = None,
+                     session_id: str | None = None) -> Decision:
+        """Decide which model serves `body`; `session_key` is the tenant-scoped pin key."""
+        requested = self.requested_provider(body)
+        if session_key is None:
+            return await self._route(body, requested, None)
+
+        pin = await self._get_pin(session_key)
+        if pin is not None:
+            self.stats.pinned += 1
+            return Decision(self.config.find(pin.model), pin.route, True, session_id, "pinned")  # type: ignore[arg-type]
+
+        waiting = self._inflight.get(session_key)
+        if waiting is not None:
+            first = await asyncio.shield(waiting)
+            if first.outcome == "router_failed":  # nothing was pinned; this request routes for itself
+                return await self._route(body, requested, session_id)
+            self.stats.pinned += 1
+            return Decision(first.provider, first.route, True, session_id, "pinned")
+
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._inflight[session_key] = future
+        try:
+            decision = await self._route(body, requested, session_id)
+            if decision.outcome != "router_failed":
+                decision = await self._pin(session_key, decision)
+            future.set_result(decision)
+            return decision
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._inflight[session_key]
+
+    async def repin(self, session_key: str, decision: Decision, provider: Provider) -> None:
+        """After a failover, pin the session to the model that actually answered."""
+        now = time.time()
+        try:
+            await self.store.replace(session_key, Pin(provider.model, decision.route, now, now))
+        except Exception as exc:  # a store outage must not fail a request that succeeded
+            self.stats.store_errors += 1
+            log.warning("pin store unavailable while re-pinning: %s", exc)
+
+    async def unpin(self, session_key: str) -> bool:
+        return await self.store.delete(session_key)
+
+    async def _get_pin(self, key: str) -> Pin | None:
+        try:
+            pin = await self.store.get(key)
+        except Exception as exc:
+            self.stats.store_errors += 1
+            log.debug("pin store read failed, routing without a pin: %s", exc)
+            return None
+        if pin is not None and self.config.find(pin.model) is None:
+            # Pinned to a model that is no longer configured: drop it, route afresh.
+            await self.store.delete(key)
+            return None
+        return pin
+
+    async def _pin(self, key: str, decision: Decision) -> Decision:
+        now = time.time()
+        try:
+            stored = await self.store.put_if_absent(key, Pin(decision.model, decision.route, now, now))
+        except Exception as exc:  # fail open: serve the decision, unpinned
+            self.stats.store_errors += 1
+            log.debug("pin store write failed, serving unpinned: %s", exc)
+            return decision
+        if stored.model != decision.model or stored.route != decision.route:
+            # Another process pinned this session first; follow its choice.
+            provider = self.config.find(stored.model)
+            if provider is not None:
+                return Decision(provider, stored.route, True, decision.session_id, "pinned")
+        return decision
+
+    async def _route(self, body: dict[str, Any], requested: Provider | None,
+                     session_id: str | None) -> Decision:
+        fallback = requested or self.config.default_provider
+        if not self.config.routes:
+            self.stats.no_route += 1
+            return Decision(fallback, None, False, session_id, "no_route")
+        started = time.perf_counter()
+        self.stats.router_calls += 1
+        try:
+            route_name = await self.router.route(body["messages"])
+        except RouterError as exc:
+            self.stats.router_failed += 1
+            log.warning("router failed, serving %s unpinned: %s", fallback.model, exc)
+            return Decision(fallback, None, False, session_id, "router_failed")
+        finally:
+            self.stats.router_seconds += time.perf_counter() - started
+        route = next((r for r in self.config.routes if r.name == route_name), None)
+        if route is None:
+            self.stats.no_route += 1
+            return Decision(fallback, None, False, session_id, "no_route")
+        self.stats.routed += 1
+        return Decision(self.config.find(route.model), route.name, False, session_id, "routed")  # type: ignore[arg-type]

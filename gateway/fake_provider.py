@@ -1,0 +1,268 @@
+"""A fake LLM provider for tests, demos and benchmarks, speaking the real wire formats.
+
+    python -m gateway.fake_provider --port 9000 [--latency-ms 0] [--chunks 3]
+
+Serves OpenAI's `POST /v1/chat/completions` and Anthropic's `POST /v1/messages`,
+streamed (SSE) or not. The answer is deterministic: `[<model>] <last user text>`.
+Every request's headers and body are recorded; `GET /_requests` lists them and
+`DELETE /_requests` clears them. `GET /_events` lists lifecycle events such as
+client disconnects.
+
+A marker in the last user message injects a fault, so end-to-end tests can
+provoke each failure for real: FAULT:500, FAULT:429, FAULT:hang, FAULT:notjson,
+FAULT:midstream (stream stops after one chunk), FAULT:garbage (stream sends a
+non-JSON chunk), FAULT:slowstream (one chunk per 200 ms). When the request
+carries `tools` and no tool result yet, the answer calls the first tool.
+
+Playing a router model: when the system prompt contains `<routes>`, the answer
+is `{"route": "<name>"}` for the first `ROUTE:<name>` marker found in the
+conversation, else `{"route": "other"}`; ROUTE:!garbage answers prose and
+ROUTE:!slow sleeps 5 s first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+FAULT = re.compile(r"FAULT:(\w+)")
+ROUTE_MARK = re.compile(r"ROUTE:(!?[\w-]+)")
+
+
+class FakeProvider:
+    def __init__(self, latency_ms: float = 0.0, chunks: int = 3) -> None:
+        self.latency = latency_ms / 1000
+        self.chunks = max(1, chunks)
+        self.requests: list[dict[str, Any]] = []
+        self.events: list[str] = []
+        self.record = True
+
+    # -- helpers ----------------------------------------------------------
+
+    def _remember(self, request: Request, body: dict[str, Any]) -> None:
+        if self.record:
+            self.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+            del self.requests[:-1000]  # bounded, so a benchmark run cannot grow it forever
+
+    @staticmethod
+    def _text(content: Any) -> str:
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return ""
+
+    def _answer(self, model: str, messages: list[dict[str, Any]], system: str = "") -> str:
+        if "<routes>" in system or any("<routes>" in self._text(m.get("content")) for m in messages):
+            everything = " ".join(self._text(m.get("content")) for m in messages)
+            marks = [m for m in ROUTE_MARK.findall(everything)]
+            if marks and marks[-1] == "!garbage":
+                return "I think the best route is probably the code one, honestly."
+            return json.dumps({"route": marks[-1] if marks else "other"})
+        last = next((self._text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        return f"[{model}] {last}"
+
+    @staticmethod
+    def _fault(messages: list[dict[str, Any]]) -> str | None:
+        last = messages[-1] if messages else {}
+        found = FAULT.search(FakeProvider._text(last.get("content")))
+        return found.group(1) if found else None
+
+    async def _pre_answer_fault(self, fault: str | None, messages: list[dict[str, Any]]) -> Response | None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if any("ROUTE:!slow" in self._text(m.get("content")) for m in messages):
+            await asyncio.sleep(5)
+        if fault == "500":
+            return JSONResponse({"error": {"message": "fake upstream exploded", "type": "server_error"}}, 500)
+        if fault == "429":
+            return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error"}}, 429,
+                                headers={"retry-after": "7"})
+        if fault == "hang":
+            await asyncio.sleep(3600)
+        if fault == "notjson":
+            return PlainTextResponse("<html>bad gateway</html>", 200, media_type="application/json")
+        return None
+
+    def _split(self, text: str) -> list[str]:
+        size = max(1, -(-len(text) // self.chunks))
+        return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+    async def _watch(self, request: Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for piece in stream:
+                yield piece
+        except asyncio.CancelledError:
+            self.events.append("disconnect")
+            raise
+        finally:
+            if await request.is_disconnected():
+                self.events.append("disconnect")
+
+    # -- OpenAI -----------------------------------------------------------
+
+    async def openai(self, request: Request) -> Response:
+        body = await request.json()
+        self._remember(request, body)
+        messages = body.get("messages") or []
+        model = body.get("model", "unknown")
+        fault = self._fault(messages)
+        early = await self._pre_answer_fault(fault, messages)
+        if early is not None:
+            return early
+        system = " ".join(self._text(m.get("content")) for m in messages if m.get("role") == "system")
+        text = self._answer(model, messages, system)
+        tool_call = self._tool_call(body)
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        usage = {"prompt_tokens": 10, "completion_tokens": max(1, len(text.split())),
+                 "total_tokens": 10 + max(1, len(text.split()))}
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else text}
+            if tool_call:
+                message["tool_calls"] = [tool_call]
+            return JSONResponse({
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": "tool_calls" if tool_call else "stop"}],
+                "usage": usage,
+            })
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        async def events() -> AsyncIterator[bytes]:
+            yield chunk({"role": "assistant", "content": ""})
+            if tool_call:
+                yield chunk({"tool_calls": [dict(tool_call, index=0)]})
+            else:
+                for i, piece in enumerate(self._split(text)):
+                    if fault == "midstream" and i == 1:
+                        return  # connection closes without [DONE]
+                    if fault == "garbage" and i == 1:
+                        yield b"data: {this is not json\n\n"
+                        return
+                    if fault == "slowstream":
+                        await asyncio.sleep(0.2)
+                    yield chunk({"content": piece})
+            yield chunk({}, "tool_calls" if tool_call else "stop")
+            if include_usage:
+                data = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                        "model": model, "choices": [], "usage": usage}
+                yield f"data: {json.dumps(data)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(self._watch(request, events()), media_type="text/event-stream")
+
+    @staticmethod
+    def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+        tools = body.get("tools") or []
+        messages = body.get("messages") or []
+        if not tools or any(m.get("role") == "tool" for m in messages):
+            return None
+        fn = tools[0].get("function", {})
+        return {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                "function": {"name": fn.get("name", "tool"), "arguments": "{}"}}
+
+    # -- Anthropic --------------------------------------------------------
+
+    async def anthropic(self, request: Request) -> Response:
+        body = await request.json()
+        self._remember(request, body)
+        messages = body.get("messages") or []
+        model = body.get("model", "unknown")
+        fault = self._fault(messages)
+        early = await self._pre_answer_fault(fault, messages)
+        if early is not None:
+            return early
+        system = body.get("system") or ""
+        system = system if isinstance(system, str) else self._text(system)
+        text = self._answer(model, messages, system)
+        mid = f"msg_{uuid.uuid4().hex[:24]}"
+        out_tokens = max(1, len(text.split()))
+        if not body.get("stream"):
+            return JSONResponse({
+                "id": mid, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": out_tokens},
+            })
+
+        def event(name: str, data: dict[str, Any]) -> bytes:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        async def events() -> AsyncIterator[bytes]:
+            yield event("message_start", {"type": "message_start", "message": {
+                "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 1}}})
+            yield event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "text", "text": ""}})
+            for i, piece in enumerate(self._split(text)):
+                if fault == "midstream" and i == 1:
+                    return
+                if fault == "slowstream":
+                    await asyncio.sleep(0.2)
+                yield event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                    "delta": {"type": "text_delta", "text": piece}})
+            yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            yield event("message_delta", {"type": "message_delta",
+                                          "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                          "usage": {"output_tokens": out_tokens}})
+            yield event("message_stop", {"type": "message_stop"})
+
+        return StreamingResponse(self._watch(request, events()), media_type="text/event-stream")
+
+    # -- inspection -------------------------------------------------------
+
+    async def list_requests(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.requests.clear()
+            self.events.clear()
+            return JSONResponse({"cleared": True})
+        return JSONResponse(self.requests)
+
+    async def list_events(self, request: Request) -> Response:
+        return JSONResponse(self.events)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/v1/chat/completions", self.openai, methods=["POST"]),
+            Route("/chat/completions", self.openai, methods=["POST"]),
+            Route("/v1/messages", self.anthropic, methods=["POST"]),
+            Route("/_requests", self.list_requests, methods=["GET", "DELETE"]),
+            Route("/_events", self.list_events, methods=["GET"]),
+            Route("/healthz", lambda r: JSONResponse({"ok": True}), methods=["GET"]),
+        ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m gateway.fake_provider", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay before each answer")
+    parser.add_argument("--chunks", type=int, default=3, help="content chunks per streamed answer")
+    parser.add_argument("--no-record", action="store_true", help="do not keep requests (benchmarks)")
+    args = parser.parse_args(argv)
+    fake = FakeProvider(latency_ms=args.latency_ms, chunks=args.chunks)
+    fake.record = not args.no_record
+    uvicorn.run(fake.app(), host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
