@@ -303,7 +303,7 @@ class _Validator:
         providers: list[Provider] = []
         routes: list[Route] = []
         if raw is None:
-            self.fail(key, "is required: list the models the gateway may serve")
+            self.fail("model_providers", "is required: list the models the gateway may serve")
             return providers, routes
         if not isinstance(raw, list) or not raw:
             self.fail(key, f"must be a non-empty list of models, got {_describe(raw)}")
@@ -316,14 +316,15 @@ class _Validator:
             if not isinstance(item, dict):
                 self.fail(where, f"must be a mapping with at least `model`, got {_describe(item)}")
                 continue
-            self._keys(item, where, allowed)
             model = self._typed(item, "model", where, str, required=True)
+            if model is not None and not model.strip():
+                self.fail(f"{where}.model", "must not be empty")
+                model = None
+            if model is not None:
+                where = f"{key}[{i}] ({model})"
+            self._keys(item, where, allowed)
             if model is None:
                 continue
-            if not model.strip():
-                self.fail(f"{where}.model", "must not be empty")
-                continue
-            where = f"{key}[{i}] ({model})"
             interface = self._typed(item, "provider_interface", where, str)
             if "/" in model:
                 prefix, model_name = model.split("/", 1)
