@@ -62,6 +62,22 @@ def litellm_model(provider: Provider) -> str:
     return f"{provider.provider}/{provider.model_name}"
 
 
+def provider_kwargs(provider: Provider) -> dict[str, Any]:
+    """litellm arguments that say where a provider is and how to authenticate to it."""
+    kwargs: dict[str, Any] = {"model": litellm_model(provider)}
+    if provider.access_key:
+        kwargs["api_key"] = provider.access_key
+    elif provider.speaks_openai and provider.base_url and not provider.access_key_source:
+        # A keyless OpenAI-compatible server (Ollama, vLLM); the OpenAI client insists on some key.
+        kwargs["api_key"] = "no-key-configured"
+    base = api_base(provider)
+    if base:
+        kwargs["api_base"] = base
+    if provider.headers:
+        kwargs["extra_headers"] = dict(provider.headers)
+    return kwargs
+
+
 class Forwarder:
     """Sends chat requests to providers with retries and failover."""
 
@@ -142,7 +158,7 @@ class Forwarder:
 
     def _kwargs(self, provider: Provider, body: dict[str, Any], extra_headers: dict[str, str] | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "model": litellm_model(provider),
+            **provider_kwargs(provider),
             "messages": body["messages"],
             "stream": bool(body.get("stream")),
             "timeout": provider.timeout,
@@ -159,14 +175,8 @@ class Forwarder:
                 extra_body[key] = value
         if extra_body and provider.speaks_openai:
             kwargs["extra_body"] = extra_body
-        if provider.access_key:
-            kwargs["api_key"] = provider.access_key
-        base = api_base(provider)
-        if base:
-            kwargs["api_base"] = base
-        headers = {**provider.headers, **(extra_headers or {})}
-        if headers:
-            kwargs["extra_headers"] = headers
+        if extra_headers:
+            kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **extra_headers}
         return kwargs
 
     def _translate(self, provider: Provider, exc: Exception) -> UpstreamError:

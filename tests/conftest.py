@@ -124,7 +124,7 @@ class RunningGateway:
     def decide(self, prompt: str, session: str | None = None, **body) -> httpx.Response:
         headers = {"X-Session-Id": session} if session is not None else {}
         return httpx.post(f"{self.url}/routing/v1/chat/completions", headers=headers,
-                          json={"messages": [{"role": "user", "content": prompt}], **body})
+                          json={"messages": [{"role": "user", "content": prompt}], **body}, timeout=30)
 
 
 GatewayFactory = Callable[..., RunningGateway]

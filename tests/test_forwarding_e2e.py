@@ -83,7 +83,7 @@ def test_streamed_answer_from_anthropic_format_provider(client, fake_provider):
 def test_sse_wire_format_matches_openai(gateway):
     """Raw bytes: `data:` lines of chat.completion.chunk JSON, no litellm padding, ending in [DONE]."""
     with httpx.stream("POST", f"{gateway.url}/v1/chat/completions",
-                      json={"messages": [{"role": "user", "content": SMALL_TALK}], "stream": True}) as r:
+                      json={"messages": [{"role": "user", "content": SMALL_TALK}], "stream": True}, timeout=30) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["x-router-model"] == "openai/gpt-4o-mini"
@@ -122,7 +122,7 @@ def test_no_route_serves_requested_model_and_omitted_model_serves_default(client
         model="gpt-4o", messages=[{"role": "user", "content": SMALL_TALK}])
     assert raw.headers["x-router-model"] == "openai/gpt-4o"
     assert raw.headers["x-router-route"] == "none"
-    r = httpx.post(f"{client.base_url}chat/completions", json={"messages": [{"role": "user", "content": SMALL_TALK}]})
+    r = httpx.post(f"{client.base_url}chat/completions", json={"messages": [{"role": "user", "content": SMALL_TALK}]}, timeout=30)
     assert r.status_code == 200
     assert r.headers["x-router-model"] == "openai/gpt-4o-mini"
     assert r.json()["choices"][0]["message"]["content"] == f"[gpt-4o-mini] {SMALL_TALK}"

@@ -69,7 +69,7 @@ def test_session_pinned_on_decision_endpoint_is_served_pinned_by_forwarding(gate
 def test_session_pinned_by_forwarding_is_reported_pinned_by_decision_endpoint(gateway):
     sid = str(uuid.uuid4())
     r = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"X-Session-Id": sid},
-                   json={"messages": [{"role": "user", "content": CODE_PROMPT}]})
+                   json={"messages": [{"role": "user", "content": CODE_PROMPT}]}, timeout=30)
     assert r.status_code == 200 and r.headers["x-router-pinned"] == "false"
     decision = gateway.decide(REASONING_PROMPT, sid).json()
     assert decision["pinned"] is True and decision["model"] == CLAUDE

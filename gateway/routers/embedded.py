@@ -24,12 +24,14 @@ from ..conversation import user_turns
 DATA = Path(__file__).parent / "data" / "intents.yaml"
 NONE = "none"
 
-# Tuned on the project's evaluation set (benchmarks/routing_eval.py); see README.
-TOP_K = 3  # a class scores the mean of its K best-matching anchors
-MIN_SCORE = 0.30  # below this no route is confident enough
+# Chosen by measurement on the project's evaluation set (benchmarks/routing_eval.py); see README.
+TOP_K = 2  # a class's nearest-anchor score is the mean of its K best-matching anchors
+CENTROID_WEIGHT = 0.5  # blended with its similarity to the mean of all its anchors
+MIN_SCORE = 0.10  # below this nothing matches (empty or unreadable text)
 BORROW_THRESHOLD = 0.55  # how alike a route and a built-in intent must be to borrow its prompts
 SHORT_TURN_WORDS = 6  # a latest turn this short leans on the previous one for context
 CONTEXT_WEIGHT = 0.5
+MAX_TOKENS = 256  # tokens of a message that are read: bounded work for any message size
 
 
 @lru_cache(maxsize=1)
@@ -48,6 +50,10 @@ def builtin_intents() -> dict[str, tuple[str, tuple[str, ...]]]:
     return {name: (spec["description"], tuple(spec["examples"])) for name, spec in raw.items()}
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-9)
+
+
 def _phrases(description: str) -> list[str]:
     parts = re.split(r",|;|\bor\b|\band\b", description)
     return [p.strip() for p in parts if len(p.strip().split()) >= 2]
@@ -61,6 +67,7 @@ class EmbeddedRouter:
     def __init__(self, routes: Sequence[Route], *, use_builtin: bool = True) -> None:
         self.routes = list(routes)
         self._encoder = load_encoder()
+        self._table = np.asarray(self._encoder.embedding, dtype=np.float32)
         self.borrowed: dict[str, str] = {}  # route name -> built-in intent it borrowed from
         anchors: dict[str, list[str]] = {}
         for route in self.routes:
@@ -72,11 +79,19 @@ class EmbeddedRouter:
         anchors[NONE] = list(builtin_intents()[NONE][1])
         self.classes = list(anchors)
         self._matrices = [self._embed(texts) for texts in anchors.values()]
+        self._centroids = np.stack([_unit(m.mean(axis=0)) for m in self._matrices])
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = np.asarray(self._encoder.embed(list(texts)), dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-9)
+        """Unit vectors: the mean of each text's token embeddings (lower-cased, first MAX_TOKENS)."""
+        table = self._table
+        out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
+        for i, encoding in enumerate(self._encoder.tokenizer.encode_batch(
+                [t.lower() for t in texts], add_special_tokens=False)):
+            # wordllama's tokenizer pads a batch to its longest text; padding is not content
+            ids = encoding.ids[:min(MAX_TOKENS, sum(encoding.attention_mask))]
+            if ids:
+                out[i] = _unit(table[ids].mean(axis=0))
+        return out
 
     def _borrow(self, anchors: dict[str, list[str]]) -> None:
         """Give each route the prompts of the built-in intent its description best matches."""
@@ -104,22 +119,23 @@ class EmbeddedRouter:
         turns = user_turns(messages, max_turns=2)
         if not turns:
             return None
-        vecs = self._embed(turns)
-        q = vecs[0]
         if len(turns) > 1 and len(turns[0].split()) < SHORT_TURN_WORDS:
-            q = q + CONTEXT_WEIGHT * vecs[1]
-        return q / max(float(np.linalg.norm(q)), 1e-9)
+            vecs = self._embed(turns)
+            return _unit(vecs[0] + CONTEXT_WEIGHT * vecs[1])
+        return self._embed(turns[:1])[0]
 
     def scores(self, messages: list[dict[str, Any]]) -> dict[str, float]:
         """Each class's score for this conversation (routes plus 'none')."""
         q = self.query_vector(messages)
         if q is None:
             return {}
+        central = self._centroids @ q
         out = {}
-        for name, matrix in zip(self.classes, self._matrices):
+        for name, matrix, c in zip(self.classes, self._matrices, central):
             sims = matrix @ q
             k = min(TOP_K, len(sims))
-            out[name] = float(np.mean(np.partition(sims, -k)[-k:]))
+            nearest = float(np.mean(np.partition(sims, -k)[-k:]))
+            out[name] = (1 - CENTROID_WEIGHT) * nearest + CENTROID_WEIGHT * float(c)
         return out
 
     async def route(self, messages: list[dict[str, Any]]) -> str | None:
