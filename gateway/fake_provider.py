@@ -12,7 +12,8 @@ A marker in the last user message injects a fault, so end-to-end tests can
 provoke each failure for real: FAULT:500, FAULT:429, FAULT:hang, FAULT:notjson,
 FAULT:midstream (stream stops after one chunk), FAULT:garbage (stream sends a
 non-JSON chunk), FAULT:slowstream (one chunk per 200 ms). When the request
-carries `tools` and no tool result yet, the answer calls the first tool.
+carries `tools`, each answer calls the next tool that has no result yet, so an
+agent loop runs one step per tool before the final answer.
 
 Playing a router model: when the system prompt contains `<routes>`, the answer
 is `{"route": "<name>"}` for the first `ROUTE:<name>` marker found in the
@@ -70,6 +71,8 @@ class FakeProvider:
                 return "I think the best route is probably the code one, honestly."
             return json.dumps({"route": marks[-1] if marks else "other"})
         last = next((self._text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        if not last.strip():  # the conversation ends in tool results: wrap up
+            return f"[{model}] done: every tool has answered"
         return f"[{model}] {last}"
 
     @staticmethod
@@ -170,15 +173,27 @@ class FakeProvider:
 
     @staticmethod
     def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+        """Call the offered tools one per turn, in order, until each has answered once."""
         tools = body.get("tools") or []
-        messages = body.get("messages") or []
-        if not tools or any(m.get("role") == "tool" for m in messages):
+        answered = sum(1 for m in body.get("messages") or [] if m.get("role") == "tool")
+        if answered >= len(tools):
             return None
-        fn = tools[0].get("function", {})
+        fn = tools[answered].get("function", {})
         return {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
                 "function": {"name": fn.get("name", "tool"), "arguments": "{}"}}
 
     # -- Anthropic --------------------------------------------------------
+
+    @staticmethod
+    def _tool_use(body: dict[str, Any]) -> dict[str, Any] | None:
+        """Anthropic's form of `_tool_call`: tool results arrive as `tool_result` content blocks."""
+        tools = body.get("tools") or []
+        answered = sum(1 for m in body.get("messages") or [] if isinstance(m.get("content"), list)
+                       for block in m["content"] if isinstance(block, dict) and block.get("type") == "tool_result")
+        if answered >= len(tools):
+            return None
+        return {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:12]}",
+                "name": tools[answered].get("name", "tool"), "input": {}}
 
     async def anthropic(self, request: Request) -> Response:
         body = await request.json()
@@ -192,12 +207,14 @@ class FakeProvider:
         system = body.get("system") or ""
         system = system if isinstance(system, str) else self._text(system)
         text = self._answer(model, messages, system)
+        tool_use = self._tool_use(body)
         mid = f"msg_{uuid.uuid4().hex[:24]}"
         out_tokens = max(1, len(text.split()))
+        stop_reason = "tool_use" if tool_use else "end_turn"
         if not body.get("stream"):
             return JSONResponse({
                 "id": mid, "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "content": [tool_use or {"type": "text", "text": text}], "stop_reason": stop_reason,
                 "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": out_tokens},
             })
 
@@ -209,9 +226,15 @@ class FakeProvider:
                 "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": None, "stop_sequence": None,
                 "usage": {"input_tokens": 10, "output_tokens": 1}}})
-            yield event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                "content_block": {"type": "text", "text": ""}})
-            for i, piece in enumerate(self._split(text)):
+            if tool_use:
+                yield event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                    "content_block": {**tool_use, "input": {}}})
+                yield event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                    "delta": {"type": "input_json_delta", "partial_json": "{}"}})
+            else:
+                yield event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                    "content_block": {"type": "text", "text": ""}})
+            for i, piece in enumerate([] if tool_use else self._split(text)):
                 if fault == "midstream" and i == 1:
                     return
                 if fault == "slowstream":
@@ -220,7 +243,7 @@ class FakeProvider:
                                                     "delta": {"type": "text_delta", "text": piece}})
             yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
             yield event("message_delta", {"type": "message_delta",
-                                          "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                          "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                           "usage": {"output_tokens": out_tokens}})
             yield event("message_stop", {"type": "message_stop"})
 

@@ -1,0 +1,94 @@
+"""Decision latency of the embedded router: a 10-turn conversation against 10 routes.
+
+    python benchmarks/router_latency.py [--runs 5000]
+
+Prints p50/p99/max in microseconds for the router alone and for the full
+decision path (the router plus pin-store bookkeeping) on a fresh route and a
+pinned hit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway.config import parse_config  # noqa: E402
+from gateway.decision import Decider  # noqa: E402
+from gateway.pins import MemoryPinStore  # noqa: E402
+from gateway.routers.embedded import EmbeddedRouter  # noqa: E402
+
+ROUTES = [
+    ("code_generation", "generating new code, writing functions, or creating boilerplate"),
+    ("complex_reasoning", "complex reasoning tasks, multi-step analysis, or detailed explanations"),
+    ("math", "solving math problems, equations, and calculations"),
+    ("summarization", "summarizing documents, articles, or conversations"),
+    ("translation", "translating text from one language to another"),
+    ("creative_writing", "writing stories, poems, lyrics, or other creative text"),
+    ("code_debugging", "fixing bugs, explaining errors and stack traces"),
+    ("data_extraction", "extracting structured fields from text into JSON"),
+    ("sql", "writing and optimising SQL queries"),
+    ("customer_support", "answering customer questions about orders, refunds and accounts"),
+]
+
+CONVERSATION = []
+for i in range(5):
+    CONVERSATION.append({"role": "user", "content": f"Step {i}: we are building a billing service; "
+                         "here is the next requirement about invoices, taxes and currency rounding."})
+    CONVERSATION.append({"role": "assistant", "content": "Understood. Here is how I would approach it, "
+                         "with the data model, the API and the edge cases around rounding. " * 3})
+CONVERSATION[-1] = {"role": "user", "content": "Now implement the invoice total calculation in Python."}
+
+
+def percentiles(samples: list[float]) -> str:
+    s = sorted(samples)
+    p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
+    return f"p50 {statistics.median(s) * 1e6:7.1f} us   p99 {p99 * 1e6:7.1f} us   max {s[-1] * 1e6:7.1f} us"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5000)
+    args = parser.parse_args()
+    providers = [{"model": "openai/default", "default": True}] + [
+        {"model": f"openai/m-{name}", "routing_preferences": [{"name": name, "description": desc}]}
+        for name, desc in ROUTES]
+    config = parse_config({"model_providers": providers}, env={})
+    router = EmbeddedRouter(config.routes)
+    assert len(CONVERSATION) == 10 and len(config.routes) == 10
+    print(f"10-turn conversation, 10 routes; decided route: {router.decide(CONVERSATION)}")
+
+    samples = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        router.decide(CONVERSATION)
+        samples.append(time.perf_counter() - t)
+    print(f"router alone          {percentiles(samples)}")
+
+    decider = Decider(config, router, MemoryPinStore(600, 100_000))
+    body = {"messages": CONVERSATION}
+
+    async def run() -> tuple[list[float], list[float]]:
+        fresh, pinned = [], []
+        for i in range(args.runs):
+            t = time.perf_counter()
+            await decider.decide(body, f"s{i}", f"s{i}")
+            fresh.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await decider.decide(body, f"s{i}", f"s{i}")
+            pinned.append(time.perf_counter() - t)
+        return fresh, pinned
+
+    fresh, pinned = asyncio.run(run())
+    print(f"decision, new session {percentiles(fresh)}")
+    print(f"decision, pinned hit  {percentiles(pinned)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
