@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse
 from . import validation
 from .config import Config
 from .decision import Decider, Decision
-from .errors import GatewayError
+from .errors import GatewayError, NotFound, Unauthorized
 from .forwarding import Forwarder
 from .pins import MemoryPinStore, PinStore
 from .routers import Router, build_router
@@ -45,14 +45,32 @@ class Gateway:
         self.forwarder = Forwarder(config)
         self.tenant_header = config.routing.session_cache.tenant_header
 
-    def session_key(self, request: Request, session_id: str | None) -> str | None:
-        """The pin key: the session id, scoped by tenant when a tenant header is configured."""
+    def client(self, request: Request) -> str | None:
+        """The calling client's name when gateway keys are configured; Unauthorized otherwise."""
+        if not self.config.auth_keys:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        name = self.config.auth_keys.get(token.strip()) if scheme.lower() == "bearer" else None
+        if name is None:
+            raise Unauthorized("missing or unknown gateway key: send `Authorization: Bearer <key>` with a key "
+                               "listed under auth.keys in the gateway's config")
+        return name
+
+    def session_key(self, request: Request, client: str | None, session_id: str | None) -> str | None:
+        """The pin key: the session id inside its tenant (client key and/or tenant header).
+
+        Parts are length-prefixed, so no choice of tenant or session id can
+        collide with another tenant's key.
+        """
         if session_id is None:
             return None
+        parts = []
+        if client is not None:
+            parts.append(client)
         if self.tenant_header:
-            tenant = request.headers.get(self.tenant_header, "")
-            return f"{tenant}\x1f{session_id}"
-        return session_id
+            parts.append(request.headers.get(self.tenant_header, ""))
+        return "".join(f"{len(p)}:{p}/" for p in parts) + session_id
 
 
 def decision_headers(decision: Decision, trace_id: str) -> dict[str, str]:
@@ -95,10 +113,11 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
                             status_code=500)
 
     async def decide(request: Request) -> tuple[dict[str, Any], Decision, str, str | None]:
+        client = gw.client(request)
         trace = validation.trace_id(request)
         sid = validation.session_id(request)
         body = await validation.read_body(request, config.max_body_bytes)
-        key = gw.session_key(request, sid)
+        key = gw.session_key(request, client, sid)
         decision = await gw.decider.decide(body, key, sid)
         return body, decision, trace, key
 
@@ -136,8 +155,31 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
             return JSONResponse(answer.body, headers=headers)
         return EventSourceResponse(_sse(answer.stream), headers=headers, sep="\n", ping=15)
 
+    @app.get("/routing/v1/sessions/{session_id}")
+    async def show_session(request: Request, session_id: str) -> Response:
+        key = _admin_key(request, session_id)
+        found = await gw.decider.store.peek(key)
+        if found is None:
+            raise NotFound(f"no live pin for session {session_id!r} (never pinned, expired or evicted)")
+        pin, left = found
+        return JSONResponse({"session_id": session_id, "model": pin.model, "route": pin.route,
+                             "created": pin.created, "last_used": pin.last_used,
+                             "seconds_left": round(left, 3)})
+
+    @app.delete("/routing/v1/sessions/{session_id}")
+    async def unpin_session(request: Request, session_id: str) -> Response:
+        if not await gw.decider.unpin(_admin_key(request, session_id)):
+            raise NotFound(f"no live pin for session {session_id!r}; nothing to unpin")
+        return JSONResponse({"session_id": session_id, "deleted": True})
+
+    def _admin_key(request: Request, session_id: str) -> str:
+        client = gw.client(request)
+        validation.check_session_id(session_id)
+        return gw.session_key(request, client, session_id)  # type: ignore[return-value]
+
     @app.get("/v1/models")
-    async def list_models() -> Response:
+    async def list_models(request: Request) -> Response:
+        gw.client(request)
         created = int(time.time())
         data = [{"id": p.model, "object": "model", "created": created, "owned_by": p.provider}
                 for p in config.providers]
@@ -151,6 +193,15 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
                              "pins": await _safe_size(gw.decider.store)})
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for worker processes: `gateway up --workers N` passes the config path in GATEWAY_CONFIG."""
+    import os
+
+    from .config import load_config
+
+    return create_app(load_config(os.environ["GATEWAY_CONFIG"]))
 
 
 async def _sse(payloads: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:

@@ -82,20 +82,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     port = args.port or config.port
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.workers > 1 and config.routing.session_cache.type != "redis":
+        print(f"gateway cannot start: --workers {args.workers} with the in-memory pin store would split "
+              "sessions between workers; set routing.session_cache to {type: redis, url: redis://…} "
+              "or run one worker", file=sys.stderr)
+        return 1
+
     import uvicorn
 
     from .app import create_app
 
+    print(f"gateway listening on http://{host}:{port}  (config {args.config}, {args.workers} worker(s))", flush=True)
+    for line in describe(config):
+        print(f"  {line}", flush=True)
+    common = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    if args.workers > 1:
+        os.environ["GATEWAY_CONFIG"] = str(Path(args.config).resolve())
+        uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)
+        return 0
     try:
         app = create_app(config)
     except Exception as exc:  # e.g. the router's data cannot load
         print(f"gateway cannot start: {exc}", file=sys.stderr)
         return 1
-    print(f"gateway listening on http://{host}:{port}  (config {args.config})", flush=True)
-    for line in describe(config):
-        print(f"  {line}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(app, **common)
     return 0
 
 
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("config", help="path to config.yaml")
     up.add_argument("--host", help="address to listen on (default: the listener's address, else 127.0.0.1)")
     up.add_argument("--port", type=int, help="port (default: the model listener's port, else 12000)")
+    up.add_argument("--workers", type=int, default=1, help="worker processes (more than one needs the redis pin store)")
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(func=cmd_up)
     check = sub.add_parser("check", help="validate a config and show what it defines")

@@ -117,6 +117,7 @@ class Config:
     max_retries: int = DEFAULT_MAX_RETRIES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ignored_sections: list[str] = field(default_factory=list)
+    auth_keys: dict[str, str] = field(default_factory=dict)  # client key -> its name (tenant)
     source: str = "<memory>"
     _lookup: dict[str, Provider] = field(default_factory=dict, repr=False)
 
@@ -234,7 +235,7 @@ class _Validator:
             self.problems.append(f"top level must be a mapping of sections, got {_describe(raw)}")
             return None
         allowed = {"version", "listeners", "model_providers", "llm_providers", "model_aliases",
-                   "routing", "routing_preferences", "gateway"} | _IGNORED_TOP_LEVEL
+                   "routing", "routing_preferences", "gateway", "auth"} | _IGNORED_TOP_LEVEL
         self._keys(raw, "", allowed)
         version = raw.get("version")
         if version is not None and not isinstance(version, str):
@@ -250,6 +251,7 @@ class _Validator:
         aliases = self.aliases(raw.get("model_aliases"), providers)
         routing = self.routing(raw.get("routing"), providers)
         max_body = self.gateway_section(raw.get("gateway"))
+        auth_keys = self.auth(raw.get("auth"))
         if self.problems:
             return None
         for p in providers:
@@ -260,7 +262,7 @@ class _Validator:
         if self.problems:
             return None
         return Config(providers=providers, routes=routes, aliases=aliases, routing=routing,
-                      host=host, port=port, max_retries=retries, max_body_bytes=max_body,
+                      host=host, port=port, max_retries=retries, max_body_bytes=max_body, auth_keys=auth_keys,
                       ignored_sections=sorted(k for k in raw if k in _IGNORED_TOP_LEVEL))
 
     def listeners(self, raw: Any) -> tuple[str, int, int]:
@@ -492,6 +494,38 @@ class _Validator:
             session_cache=cache, model=router_model, llm_provider=llm_provider,
             router_timeout=timeout_s,
         )
+
+    def auth(self, raw: Any) -> dict[str, str]:
+        """Our `auth: {keys: [{name, key}]}`: client keys, each its own tenant."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.fail("auth", f"must be a mapping with `keys`, got {_describe(raw)}")
+            return {}
+        self._keys(raw, "auth", {"keys"})
+        items = self._typed(raw, "keys", "auth", list, required=True) or []
+        keys: dict[str, str] = {}
+        for i, item in enumerate(items):
+            where = f"auth.keys[{i}]"
+            if not isinstance(item, dict):
+                self.fail(where, f"must be a mapping with name and key, got {_describe(item)}")
+                continue
+            self._keys(item, where, {"name", "key"})
+            name = self._typed(item, "name", where, str, required=True)
+            key = self._typed(item, "key", where, str, required=True)
+            if name is None or key is None:
+                continue
+            value, _ = self._env_value(key, f"{where}.key", needed=True)
+            if value is None:
+                continue
+            if value in keys:
+                self.fail(f"{where}.key", f"is the same key as {keys[value]!r}; give each client its own")
+            elif name in keys.values():
+                self.fail(f"{where}.name", f"{name!r} is used twice; names identify tenants")
+            keys[value] = name
+        if not keys and not self.problems:
+            self.fail("auth.keys", "lists no keys; remove `auth` to run without client keys")
+        return keys
 
     def gateway_section(self, raw: Any) -> int:
         """Our own settings that Plano has no field for."""

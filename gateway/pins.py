@@ -38,6 +38,9 @@ class PinStore(Protocol):
     async def replace(self, key: str, pin: Pin) -> None:
         """Overwrite the pin for `key` (a failover re-pins to the model that answered)."""
 
+    async def peek(self, key: str) -> tuple[Pin, float] | None:
+        """The pin and its seconds left, without refreshing its TTL (for the admin API)."""
+
     async def delete(self, key: str) -> bool:
         """Forget `key`; True if it had a pin."""
 
@@ -99,6 +102,12 @@ class MemoryPinStore:
 
     async def replace(self, key: str, pin: Pin) -> None:
         self._cache[key] = pin
+
+    async def peek(self, key: str) -> tuple[Pin, float] | None:
+        pin = self._cache.get(key)
+        if pin is None:
+            return None
+        return pin, max(0.0, self.ttl - (self._clock() - pin.last_used))
 
     async def delete(self, key: str) -> bool:
         return self._cache.pop(key, None) is not None

@@ -86,6 +86,12 @@ def session_id(request: Request) -> str | None:
     value = request.headers.get("x-session-id")
     if value is None:
         return None
+    check_session_id(value)
+    return value
+
+
+def check_session_id(value: str) -> None:
+    """BadRequest unless `value` is a usable session id."""
     if not value:
         raise BadRequest("X-Session-Id is empty; send a non-empty id or omit the header", param="X-Session-Id")
     if len(value) > MAX_SESSION_ID:
@@ -94,7 +100,6 @@ def session_id(request: Request) -> str | None:
     if not _PRINTABLE_ASCII.match(value):
         raise BadRequest("X-Session-Id must be printable ASCII without spaces (e.g. a UUID)",
                          param="X-Session-Id")
-    return value
 
 
 def trace_id(request: Request) -> str:
