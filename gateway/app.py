@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -190,7 +191,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     @app.get("/healthz")
     async def healthz() -> Response:
         return JSONResponse({"status": "ok", "router": gw.decider.router.name,
-                             "pins": await _safe_size(gw.decider.store)})
+                             "pins": await _safe_size(gw.decider.store), "tasks": len(asyncio.all_tasks())})
 
     return app
 

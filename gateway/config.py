@@ -80,7 +80,7 @@ class Provider:
     access_key_source: str | None = None  # "$OPENAI_API_KEY" when taken from the environment
     base_url: str | None = None
     default: bool = False
-    fallbacks: list[str] = field(default_factory=list)
+    fallbacks: list[str] | None = None  # None: fail over to the default model; []: never fail over
     timeout: float = DEFAULT_PROVIDER_TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -255,7 +255,7 @@ class _Validator:
         if self.problems:
             return None
         for p in providers:
-            for fb in p.fallbacks:
+            for fb in p.fallbacks or []:
                 if not _find(providers, fb):
                     self.fail(f"{p.model}.fallbacks", f"{fb!r} is not a configured model; "
                               f"use one of: {', '.join(x.model for x in providers)}")
@@ -347,17 +347,17 @@ class _Validator:
             if timeout_s is None or timeout_s <= 0:
                 self.fail(f"{where}.timeout", f"must be a positive number of seconds (or like '30s'), got {timeout!r}")
                 timeout_s = DEFAULT_PROVIDER_TIMEOUT
-            fallbacks = self._typed(item, "fallbacks", where, list) or []
-            if any(not isinstance(f, str) for f in fallbacks):
+            fallbacks = self._typed(item, "fallbacks", where, list)
+            if fallbacks is not None and any(not isinstance(f, str) for f in fallbacks):
                 self.fail(f"{where}.fallbacks", "must be a list of model names")
-                fallbacks = []
+                fallbacks = None
             headers = self._typed(item, "headers", where, dict) or {}
             provider = Provider(
                 model=model, provider=prefix, model_name=model_name,
                 name=self._typed(item, "name", where, str), access_key=access_key,
                 access_key_source=source, base_url=base_url,
                 default=bool(self._typed(item, "default", where, bool)),
-                fallbacks=list(fallbacks), timeout=timeout_s,
+                fallbacks=fallbacks, timeout=timeout_s,
                 headers={str(k): str(v) for k, v in headers.items()},
             )
             self._typed(item, "passthrough_auth", where, bool)

@@ -9,7 +9,8 @@ Every request's headers and body are recorded; `GET /_requests` lists them and
 client disconnects.
 
 A marker in the last user message injects a fault, so end-to-end tests can
-provoke each failure for real: FAULT:500, FAULT:429, FAULT:hang, FAULT:notjson,
+provoke each failure for real (FAULT:<kind>@<model> only for that model):
+FAULT:500, FAULT:429, FAULT:hang, FAULT:notjson,
 FAULT:midstream (stream stops after one chunk), FAULT:garbage (stream sends a
 non-JSON chunk), FAULT:slowstream (one chunk per 200 ms). When the request
 carries `tools`, each answer calls the next tool that has no result yet, so an
@@ -36,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-FAULT = re.compile(r"FAULT:(\w+)")
+FAULT = re.compile(r"FAULT:(\w+)(?:@([\w.-]+))?")
 ROUTE_MARK = re.compile(r"ROUTE:(!?[\w-]+)")
 
 
@@ -76,10 +77,13 @@ class FakeProvider:
         return f"[{model}] {last}"
 
     @staticmethod
-    def _fault(messages: list[dict[str, Any]]) -> str | None:
+    def _fault(messages: list[dict[str, Any]], model: str) -> str | None:
+        """The fault the last message asks for: FAULT:<kind> for any model, FAULT:<kind>@<model> for one."""
         last = messages[-1] if messages else {}
-        found = FAULT.search(FakeProvider._text(last.get("content")))
-        return found.group(1) if found else None
+        for kind, only in FAULT.findall(FakeProvider._text(last.get("content"))):
+            if not only or only == model:
+                return kind
+        return None
 
     async def _pre_answer_fault(self, fault: str | None, messages: list[dict[str, Any]]) -> Response | None:
         if self.latency:
@@ -102,14 +106,13 @@ class FakeProvider:
         return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
     async def _watch(self, request: Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        finished = False
         try:
             async for piece in stream:
                 yield piece
-        except asyncio.CancelledError:
-            self.events.append("disconnect")
-            raise
+            finished = True
         finally:
-            if await request.is_disconnected():
+            if not finished:  # cancelled, or the client went away mid-stream
                 self.events.append("disconnect")
 
     # -- OpenAI -----------------------------------------------------------
@@ -119,7 +122,7 @@ class FakeProvider:
         self._remember(request, body)
         messages = body.get("messages") or []
         model = body.get("model", "unknown")
-        fault = self._fault(messages)
+        fault = self._fault(messages, model)
         early = await self._pre_answer_fault(fault, messages)
         if early is not None:
             return early
@@ -200,7 +203,7 @@ class FakeProvider:
         self._remember(request, body)
         messages = body.get("messages") or []
         model = body.get("model", "unknown")
-        fault = self._fault(messages)
+        fault = self._fault(messages, model)
         early = await self._pre_answer_fault(fault, messages)
         if early is not None:
             return early

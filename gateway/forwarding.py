@@ -94,14 +94,12 @@ class Forwarder:
         return text
 
     def candidates(self, first: Provider) -> list[Provider]:
-        """The chosen provider, then its fallbacks, then the default model, without repeats."""
+        """The chosen provider, then its `fallbacks` (the default model if none are set), without repeats."""
         chain = [first]
-        for name in first.fallbacks:
-            fallback = self.config.find(name)
-            if fallback is not None:
-                chain.append(fallback)
-        if not first.fallbacks:
+        if first.fallbacks is None:
             chain.append(self.config.default_provider)
+        else:
+            chain += [p for p in map(self.config.find, first.fallbacks) if p is not None]
         seen: list[Provider] = []
         for p in chain:
             if all(p is not s for s in seen):

@@ -200,3 +200,26 @@ def test_memory_store_evicts_least_recently_used_and_keeps_first_writer():
     assert first.model == second.model == "m1"
     assert a is not None and b is None and size == 2
     assert store.evictions == 1
+
+
+def rss_kib() -> int:
+    from pathlib import Path
+
+    return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmRSS:"))
+
+
+def test_a_million_distinct_sessions_leave_the_store_bounded_by_max_entries():
+    decider = Decider(parse_config(CONFIG, env={}), ScriptedRouter(), MemoryPinStore(ttl=600, max_entries=10_000))
+
+    async def flood(start: int, n: int):
+        for i in range(start, start + n):
+            await decider.decide(body("hello"), f"s{i}", f"s{i}")
+
+    run(flood(0, 100_000))  # fill the store and warm the allocator
+    before = rss_kib()
+    run(flood(100_000, 900_000))
+    grown = rss_kib() - before
+    assert run(decider.store.size()) == 10_000
+    assert decider.store.evictions == 990_000
+    assert grown < 20_000, f"RSS grew {grown} KiB after 900,000 more sessions"

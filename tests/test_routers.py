@@ -158,3 +158,20 @@ def test_router_error_type_is_what_llm_router_raises():
         {"name": "x", "description": "y"}]}], "routing": {"model": "openai/a"}}, env={})
     with pytest.raises(RouterError):
         LLMRouter(cfg).parse("no idea")
+
+
+def test_hundreds_of_messages_cost_the_embedded_router_bounded_time(seed_router):
+    short = [{"role": "user", "content": "Write a Go function that reverses a string."}]
+    long_chat = []
+    for i in range(300):
+        long_chat.append({"role": "user", "content": f"step {i}: " + "context " * 2000})
+        long_chat.append({"role": "assistant", "content": "noted " * 2000})
+    long_chat.append(short[0])
+    seed_router.decide(long_chat)
+    t0 = time.perf_counter()
+    seed_router.decide(short)
+    short_cost = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assert seed_router.decide(long_chat) == "code_generation"  # the latest turn decides
+    long_cost = time.perf_counter() - t0
+    assert long_cost < max(50 * short_cost, 0.05)  # ~7 MB of history is not read
