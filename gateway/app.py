@@ -97,6 +97,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await gw.forwarder.close()
         await gw.decider.store.close()
 
     app = FastAPI(title="pinning-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -153,8 +154,9 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
                             "X-Router-Failover": f"{decision.model} -> {answer.provider.model}"})
         _log(request, decision, trace, 200, started)
         if answer.stream is None:
-            return JSONResponse(answer.body, headers=headers)
-        return EventSourceResponse(_sse(answer.stream), headers=headers, sep="\n", ping=15)
+            return Response(answer.body, media_type="application/json", headers=headers)
+        # Events arrive as finished SSE bytes; sse-starlette adds keep-alive pings on quiet streams.
+        return EventSourceResponse(answer.stream, headers=headers, sep="\n", ping=15)
 
     @app.get("/routing/v1/sessions/{session_id}")
     async def show_session(request: Request, session_id: str) -> Response:
@@ -203,11 +205,6 @@ def app_from_env() -> FastAPI:
     from .config import load_config
 
     return create_app(load_config(os.environ["GATEWAY_CONFIG"]))
-
-
-async def _sse(payloads: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
-    async for data in payloads:
-        yield {"data": data}
 
 
 async def _safe_size(store: PinStore) -> int | None:

@@ -118,6 +118,7 @@ class Config:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ignored_sections: list[str] = field(default_factory=list)
     auth_keys: dict[str, str] = field(default_factory=dict)  # client key -> its name (tenant)
+    openai_relay: bool = True  # OpenAI-format providers skip litellm (see relay.py)
     source: str = "<memory>"
     _lookup: dict[str, Provider] = field(default_factory=dict, repr=False)
 
@@ -250,7 +251,7 @@ class _Validator:
         self._check_routes(routes)
         aliases = self.aliases(raw.get("model_aliases"), providers)
         routing = self.routing(raw.get("routing"), providers)
-        max_body = self.gateway_section(raw.get("gateway"))
+        max_body, relay = self.gateway_section(raw.get("gateway"))
         auth_keys = self.auth(raw.get("auth"))
         if self.problems:
             return None
@@ -263,6 +264,7 @@ class _Validator:
             return None
         return Config(providers=providers, routes=routes, aliases=aliases, routing=routing,
                       host=host, port=port, max_retries=retries, max_body_bytes=max_body, auth_keys=auth_keys,
+                      openai_relay=relay,
                       ignored_sections=sorted(k for k in raw if k in _IGNORED_TOP_LEVEL))
 
     def listeners(self, raw: Any) -> tuple[str, int, int]:
@@ -527,18 +529,26 @@ class _Validator:
             self.fail("auth.keys", "lists no keys; remove `auth` to run without client keys")
         return keys
 
-    def gateway_section(self, raw: Any) -> int:
-        """Our own settings that Plano has no field for."""
+    def gateway_section(self, raw: Any) -> tuple[int, bool]:
+        """Our own settings that Plano has no field for: (max_body_bytes, openai_relay).
+
+        GATEWAY_OPENAI_RELAY=0/1 in the environment overrides `openai_relay`.
+        """
+        relay_env = self.env.get("GATEWAY_OPENAI_RELAY")
+        relay_default = relay_env not in ("0", "false", "no") if relay_env is not None else True
         if raw is None:
-            return DEFAULT_MAX_BODY_BYTES
+            return DEFAULT_MAX_BODY_BYTES, relay_default
         if not isinstance(raw, dict):
             self.fail("gateway", f"must be a mapping, got {_describe(raw)}")
-            return DEFAULT_MAX_BODY_BYTES
-        self._keys(raw, "gateway", {"max_body_bytes"})
+            return DEFAULT_MAX_BODY_BYTES, relay_default
+        self._keys(raw, "gateway", {"max_body_bytes", "openai_relay"})
         size = self._typed(raw, "max_body_bytes", "gateway", int)
         if size is not None and size < 1024:
             self.fail("gateway.max_body_bytes", f"must be at least 1024, got {size}")
-        return size or DEFAULT_MAX_BODY_BYTES
+        relay = self._typed(raw, "openai_relay", "gateway", bool)
+        if relay is None or relay_env is not None:
+            relay = relay_default
+        return size or DEFAULT_MAX_BODY_BYTES, relay
 
 
 _TYPE_NAMES = {str: "string", int: "whole number", float: "number", bool: "boolean (true/false)",

@@ -1,9 +1,13 @@
 """Where bytes go out to providers: litellm calls, retries, failover, and OpenAI-shaped output.
 
-`Forwarder.send` takes a decision and the client's body and returns an `Answer`:
-a JSON body, or an async iterator of SSE lines whose first chunk has already
-arrived (so every failure before the first byte can still be retried, failed
-over, or answered with a proper status code).
+`Forwarder.send` takes the chosen provider and the client's body and returns an
+`Answer`: JSON bytes, or an async iterator of SSE event bytes whose first event
+has already arrived (so every failure before the first byte can still be
+retried, failed over, or answered with a proper status code).
+
+Providers that speak OpenAI's format go through the byte relay (`relay.py`)
+unless `gateway.openai_relay: false`; every other provider goes through
+litellm, which translates.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, AsyncIterator
 from .config import Config, Provider
 from .errors import UpstreamError
 from .litellm_loader import litellm
+from .relay import Relay, relay_url
 
 log = logging.getLogger("gateway.forwarding")
 
@@ -35,11 +40,11 @@ NOT_FORWARDED = {"model", "messages", "stream"}
 
 @dataclass
 class Answer:
-    """What a provider gave back: `body` for a plain call, `stream` for SSE."""
+    """What a provider gave back: `body` (JSON bytes) for a plain call, `stream` (SSE events) otherwise."""
 
     provider: Provider
-    body: dict[str, Any] | None = None
-    stream: AsyncIterator[str] | None = None
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
     attempts: int = 1
 
 
@@ -83,6 +88,7 @@ class Forwarder:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.relay = Relay() if config.openai_relay else None
         self.secrets = [p.access_key for p in config.providers if p.access_key]
         self.retries = 0
         self.failovers = 0
@@ -132,17 +138,32 @@ class Forwarder:
         assert last is not None
         raise last
 
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
     async def _call(self, provider: Provider, body: dict[str, Any], extra_headers: dict[str, str] | None) -> Answer:
         if provider.access_key_source and not provider.access_key:
             raise UpstreamError(
                 f"provider {provider.model} has no API key: set the environment variable "
                 f"{provider.access_key_source.lstrip('$')} before starting the gateway",
                 status=502, transient=True, code="provider_key_missing")
+        url = relay_url(provider, api_base(provider)) if self.relay and provider.speaks_openai else None
+        if url is not None:
+            headers = {"Content-Type": "application/json", **provider.headers, **(extra_headers or {})}
+            if provider.access_key:
+                headers["Authorization"] = f"Bearer {provider.access_key}"
+            try:
+                raw, events = await self.relay.send(provider, url, body, headers)  # type: ignore[union-attr]
+            except UpstreamError as exc:
+                exc.message = self.scrub(exc.message)
+                raise
+            return Answer(provider, body=raw, stream=events)
         kwargs = self._kwargs(provider, body, extra_headers)
         try:
             result = await litellm().acompletion(**kwargs)
             if not kwargs["stream"]:
-                return Answer(provider, body=completion_body(result))
+                return Answer(provider, body=_dumps(completion_body(result)))
             stream = aiter(result)
             first = await anext(stream)
         except StopAsyncIteration:
@@ -209,19 +230,19 @@ class Forwarder:
                                  status=502, transient=False, code="upstream_not_found")
         return UpstreamError(f"provider {name} failed ({status or 'error'}): {detail}", status=502)
 
-    async def _relay(self, provider: Provider, first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[str]:
-        """SSE `data:` payloads: the chunks as OpenAI sends them, then [DONE], or an error event."""
+    async def _relay(self, provider: Provider, first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        """SSE events: litellm's chunks as OpenAI sends them, then [DONE], or an error event."""
         try:
-            yield json.dumps(chunk_body(first), separators=(",", ":"))
+            yield _event(chunk_body(first))
             async for chunk in rest:
-                yield json.dumps(chunk_body(chunk), separators=(",", ":"))
+                yield _event(chunk_body(chunk))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a stream broken midway: report it in-band, then end
             error = self._translate(provider, exc)
             log.warning("stream from %s broke: %s", provider.model, error.message)
-            yield json.dumps({"error": {"message": f"stream interrupted: {error.message}",
-                                        "type": error.type, "code": "stream_interrupted"}})
+            yield _event({"error": {"message": f"stream interrupted: {error.message}",
+                                    "type": error.type, "code": "stream_interrupted"}})
             return
         finally:
             close = getattr(rest, "aclose", None)
@@ -230,7 +251,15 @@ class Forwarder:
                     await close()
                 except Exception:
                     pass
-        yield "[DONE]"
+        yield b"data: [DONE]\n\n"
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _event(value: Any) -> bytes:
+    return b"data: " + _dumps(value) + b"\n\n"
 
 
 def _short_message(exc: Exception) -> str:

@@ -166,9 +166,21 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         stop(gw.proc)
 
 
+# The OpenAI-format providers are served two ways: the direct byte relay (the
+# default) and litellm. Tests using these fixtures run once on each path, so
+# both must behave identically.
+FORWARDING_PATHS = {"relay": {"GATEWAY_OPENAI_RELAY": "1"}, "litellm": {"GATEWAY_OPENAI_RELAY": "0"}}
+
+
+@pytest.fixture(scope="module", params=list(FORWARDING_PATHS))
+def forwarding_path(request: pytest.FixtureRequest) -> dict[str, str]:
+    return FORWARDING_PATHS[request.param]
+
+
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider) -> Iterator[RunningGateway]:
-    """One gateway per test module on the three-model config, all served by the fake provider."""
-    gw = launch(provider_config(fake_provider.url), tmp_path_factory.mktemp("gateway"))
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider,
+            forwarding_path: dict[str, str]) -> Iterator[RunningGateway]:
+    """One gateway per test module and forwarding path on the three-model config, all on the fake provider."""
+    gw = launch(provider_config(fake_provider.url), tmp_path_factory.mktemp("gateway"), env=forwarding_path)
     yield gw
     stop(gw.proc)

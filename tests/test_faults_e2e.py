@@ -46,10 +46,11 @@ model_providers:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory, fake_provider):
+def gw(tmp_path_factory, fake_provider, forwarding_path):
     from conftest import launch, stop
 
-    g = launch(fault_config(fake_provider.url), tmp_path_factory.mktemp("faults"), args=("--log-level", "debug"))
+    g = launch(fault_config(fake_provider.url), tmp_path_factory.mktemp("faults"), env=forwarding_path,
+               args=("--log-level", "debug"))
     yield g
     stop(g.proc)
 
