@@ -124,27 +124,39 @@ async def _status_error(provider: Provider, response: aiohttp.ClientResponse) ->
 
 
 async def _events(provider: Provider, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Complete SSE events from the response, each checked, ending with [DONE] or an error event."""
+    """Checked SSE events from the response, ending with [DONE] or an error event.
+
+    Events that arrive in one network read are yielded together, so a burst of
+    small chunks costs one write to the client, not one per chunk.
+    """
     buffer = b""
-    done = False
+    done = broken = False
     try:
         async for piece in response.content.iter_any():
-            buffer += piece.replace(b"\r\n", b"\n")
-            while b"\n\n" in buffer:
-                event, buffer = buffer.split(b"\n\n", 1)
+            buffer += piece.replace(b"\r\n", b"\n") if b"\r" in piece else piece
+            if b"\n\n" not in buffer:
+                continue
+            *events, buffer = buffer.split(b"\n\n")
+            out = []
+            for event in events:
                 data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
                 if not data:
                     continue  # comments and keep-alives
                 if data == b"[DONE]":
                     done = True
-                    yield b"data: [DONE]\n\n"
-                    return
+                    out.append(b"data: [DONE]\n\n")
+                    break
                 try:
                     json.loads(data)
                 except ValueError:
-                    yield _error_event(f"provider {provider.model} sent an unreadable stream chunk")
-                    return
-                yield b"data: " + data + b"\n\n"
+                    out.append(_error_event(f"provider {provider.model} sent an unreadable stream chunk"))
+                    broken = True
+                    break
+                out.append(b"data: " + data + b"\n\n")
+            if out:
+                yield b"".join(out)
+            if done or broken:
+                return
         if not done:
             yield _error_event(f"provider {provider.model} closed the stream before it finished")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

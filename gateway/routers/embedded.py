@@ -78,20 +78,27 @@ class EmbeddedRouter:
             self._borrow(anchors)
         anchors[NONE] = list(builtin_intents()[NONE][1])
         self.classes = list(anchors)
-        self._matrices = [self._embed(texts) for texts in anchors.values()]
-        self._centroids = np.stack([_unit(m.mean(axis=0)) for m in self._matrices])
+        matrices = [self._embed(texts) for texts in anchors.values()]
+        self._centroids = np.stack([_unit(m.mean(axis=0)) for m in matrices])
+        # One [classes, anchors, dims] block so scoring is a single matrix product;
+        # classes with fewer anchors are padded, and the padding scores -inf.
+        width = max(len(m) for m in matrices)
+        self._anchors = np.zeros((len(matrices), width, self._table.shape[1]), dtype=np.float32)
+        self._padding = np.zeros((len(matrices), width), dtype=np.float32)
+        for i, m in enumerate(matrices):
+            self._anchors[i, : len(m)] = m
+            self._padding[i, len(m):] = -np.inf
+        self._k = min(TOP_K, min(len(m) for m in matrices))
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors: the mean of each text's token embeddings (lower-cased, first MAX_TOKENS)."""
-        table = self._table
-        out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
-        for i, encoding in enumerate(self._encoder.tokenizer.encode_batch(
-                [t.lower() for t in texts], add_special_tokens=False)):
-            # wordllama's tokenizer pads a batch to its longest text; padding is not content
-            ids = encoding.ids[:min(MAX_TOKENS, sum(encoding.attention_mask))]
-            if ids:
-                out[i] = _unit(table[ids].mean(axis=0))
-        return out
+        return np.stack([self._embed_one(t) for t in texts])
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        ids = self._encoder.tokenizer.encode(text.lower(), add_special_tokens=False).ids[:MAX_TOKENS]
+        if not ids:
+            return np.zeros(self._table.shape[1], dtype=np.float32)
+        return _unit(self._table[ids].mean(axis=0))
 
     def _borrow(self, anchors: dict[str, list[str]]) -> None:
         """Give each route the prompts of the built-in intent its description best matches."""
@@ -119,24 +126,20 @@ class EmbeddedRouter:
         turns = user_turns(messages, max_turns=2)
         if not turns:
             return None
+        latest = self._embed_one(turns[0])
         if len(turns) > 1 and len(turns[0].split()) < SHORT_TURN_WORDS:
-            vecs = self._embed(turns)
-            return _unit(vecs[0] + CONTEXT_WEIGHT * vecs[1])
-        return self._embed(turns[:1])[0]
+            return _unit(latest + CONTEXT_WEIGHT * self._embed_one(turns[1]))
+        return latest
 
     def scores(self, messages: list[dict[str, Any]]) -> dict[str, float]:
         """Each class's score for this conversation (routes plus 'none')."""
         q = self.query_vector(messages)
         if q is None:
             return {}
-        central = self._centroids @ q
-        out = {}
-        for name, matrix, c in zip(self.classes, self._matrices, central):
-            sims = matrix @ q
-            k = min(TOP_K, len(sims))
-            nearest = float(np.mean(np.partition(sims, -k)[-k:]))
-            out[name] = (1 - CENTROID_WEIGHT) * nearest + CENTROID_WEIGHT * float(c)
-        return out
+        sims = self._anchors @ q + self._padding  # [classes, anchors]
+        nearest = np.partition(sims, -self._k, axis=1)[:, -self._k:].mean(axis=1)
+        blended = (1 - CENTROID_WEIGHT) * nearest + CENTROID_WEIGHT * (self._centroids @ q)
+        return dict(zip(self.classes, blended.tolist()))
 
     async def route(self, messages: list[dict[str, Any]]) -> str | None:
         return self.decide(messages)

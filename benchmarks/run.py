@@ -1,0 +1,366 @@
+"""The benchmark suite: the gateway against a bare endpoint, direct calls, and LiteLLM's proxy.
+
+    python benchmarks/run.py [--duration 5] [--latency-ms 0] [--chunks 20] [--skip-proxy]
+
+Starts everything itself on loopback: the fake provider, a bare FastAPI echo
+endpoint, the gateway (one worker) and LiteLLM's proxy (installed by
+`benchmarks/setup.sh` into benchmarks/.venv-proxy) against the same fake
+provider. Load comes from wrk at concurrency 1 and 50; time to first token
+from a raw-socket client at concurrency 1. Prints one table and writes it as
+JSON to benchmarks/results/. Every comparison is a ratio measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PROXY_VENV = HERE / ".venv-proxy"
+RESULTS = HERE / "results"
+OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
+               "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True", "LITELLM_TELEMETRY": "False",
+               "HF_HUB_OFFLINE": "1", "DISABLE_SCHEMA_UPDATE": "True", "LITELLM_LOG": "ERROR"}
+
+CODE = "Write a Python function that merges two sorted lists."
+CHAT = "hello, how are you today?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen
+    url: str
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start(name: str, cmd: list[str], port: int, health: str, env: dict[str, str] | None = None,
+          timeout: float = 90) -> tuple[Service, float]:
+    """Start a process and wait until `health` answers; returns it and the seconds that took."""
+    log = open(RESULTS / f"{name}.log", "w")
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=HERE)
+    url = f"http://127.0.0.1:{port}"
+    while time.perf_counter() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited; see {log.name}")
+        if http_get_ok(port, health):
+            return Service(name, proc, url), time.perf_counter() - started
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError(f"{name} not ready after {timeout}s; see {log.name}")
+
+
+def http_get_ok(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conns: int, duration: float,
+        unique_session: bool = False) -> dict[str, float]:
+    """Run wrk against `url`; req/s, p50/p99 latency in ms, and the share of non-2xx answers."""
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    if unique_session:  # every request opens a new session: fills the pin store
+        lines += ["local n = 0", "request = function()", "  n = n + 1",
+                  '  wrk.headers["X-Session-Id"] = "bench-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e9)) .. "-" .. n',
+                  "  return wrk.format()", "end"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    threads = 1 if conns == 1 else 2
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", "-s", script.name, url],
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+    os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+
+    def pct(p: str) -> float:
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    failed = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "requests": total,
+            "failed_share": failed / max(total, 1)}
+
+
+def first_token(port: int, path: str, body: dict[str, Any], headers: dict[str, str], n: int) -> dict[str, float]:
+    """Time to the first streamed `data:` chunk, one request at a time over raw sockets."""
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
+               f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+    samples = []
+    for i in range(n + 20):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            t = time.perf_counter()
+            s.sendall(request)
+            seen = b""
+            while b"data:" not in seen:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"no stream from port {port}: {seen[:200]!r}")
+                seen += chunk
+            if i >= 20:  # the first 20 warm up
+                samples.append((time.perf_counter() - t) * 1000)
+            while s.recv(65536):
+                pass
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+def gateway_config(fake: str) -> str:
+    return f"""\
+model_providers:
+  - model: openai/gpt-4o-mini
+    access_key: bench-key
+    base_url: {fake}
+    default: true
+  - model: openai/gpt-4o
+    access_key: bench-key
+    base_url: {fake}
+    routing_preferences:
+      - name: complex_reasoning
+        description: complex reasoning tasks, multi-step analysis, or detailed explanations
+  - model: anthropic/claude-sonnet-4-20250514
+    access_key: bench-key
+    base_url: {fake}
+    routing_preferences:
+      - name: code_generation
+        description: generating new code, writing functions, or creating boilerplate
+routing:
+  session_max_entries: 200000
+"""
+
+
+def proxy_config(fake: str) -> str:
+    return f"""\
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{fake}/v1", api_key: bench-key}}
+  - model_name: claude-sonnet-4-20250514
+    litellm_params: {{model: anthropic/claude-sonnet-4-20250514, api_base: "{fake}", api_key: bench-key}}
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+"""
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk measurement")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the fake provider's fixed latency")
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
+    parser.add_argument("--skip-proxy", action="store_true", help="do not run LiteLLM's proxy")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    if not shutil.which("wrk") or (not args.skip_proxy and not (PROXY_VENV / "bin" / "litellm").exists()):
+        subprocess.run(["bash", str(HERE / "setup.sh")], check=True)
+
+    py = sys.executable
+    services: list[Service] = []
+    results: dict[str, Any] = {"settings": vars(args), "cpus": os.cpu_count()}
+    try:
+        fake_port, echo_port, gw_port, proxy_port = free_port(), free_port(), free_port(), free_port()
+        fake, _ = start("fake_provider", [py, "-m", "gateway.fake_provider", "--port", str(fake_port),
+                                          "--latency-ms", str(args.latency_ms), "--chunks", str(args.chunks),
+                                          "--no-record"], fake_port, "/healthz")
+        services.append(fake)
+        echo, _ = start("echo", [py, str(HERE / "echo_app.py"), "--port", str(echo_port)], echo_port, "/healthz")
+        services.append(echo)
+        config = RESULTS / "gateway_config.yaml"
+        config.write_text(gateway_config(fake.url))
+        ready = []
+        for _ in range(3):
+            gw, seconds = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)],
+                                gw_port, "/healthz")
+            ready.append(seconds)
+            gw.stop()
+        gw, _ = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)], gw_port, "/healthz")
+        services.append(gw)
+        results["ready_s"] = statistics.median(ready)
+        results["rss_idle_mib"] = gw.rss_mib()
+        proxy = None
+        if not args.skip_proxy:
+            (RESULTS / "proxy_config.yaml").write_text(proxy_config(fake.url))
+            proxy, results["proxy_ready_s"] = start(
+                "litellm_proxy", [str(PROXY_VENV / "bin" / "litellm"), "--config", str(RESULTS / "proxy_config.yaml"),
+                                  "--port", str(proxy_port), "--num_workers", "1"],
+                proxy_port, "/health/liveliness", env=OFFLINE_ENV, timeout=180)
+            services.append(proxy)
+        d = args.duration
+        runs: dict[str, Any] = {}
+        results["runs"] = runs
+
+        def measure(key: str, url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+                    **kw: Any) -> None:
+            for c in (1, 50):
+                wrk(url, body, headers or {}, c, 1.0, **kw)  # warm up
+                runs[f"{key}@c{c}"] = wrk(url, body, headers or {}, c, d, **kw)
+                print(f"  {key}@c{c}: {runs[f'{key}@c{c}']}", flush=True)
+
+        chat = {"messages": [{"role": "user", "content": CHAT}]}
+        code = {"messages": [{"role": "user", "content": CODE}]}
+        pinned = {"X-Session-Id": "bench-pinned"}
+        print("decision endpoint", flush=True)
+        measure("echo", f"{echo.url}/echo", chat)
+        measure("decision_pinned", f"{gw.url}/routing/v1/chat/completions", code, pinned)
+        measure("decision_fresh", f"{gw.url}/routing/v1/chat/completions", code)
+
+        print("forwarding, OpenAI format", flush=True)
+        openai_body = {"model": "gpt-4o-mini", **chat}
+        stream_body = {**openai_body, "stream": True}
+        fwd_session = {"X-Session-Id": "bench-openai"}  # pinned to gpt-4o-mini by its first request
+        measure("direct", f"{fake.url}/v1/chat/completions", openai_body)
+        measure("gateway", f"{gw.url}/v1/chat/completions", openai_body, fwd_session)
+        measure("direct_stream", f"{fake.url}/v1/chat/completions", stream_body)
+        measure("gateway_stream", f"{gw.url}/v1/chat/completions", stream_body, fwd_session)
+        ttft = {"direct": first_token(fake_port, "/v1/chat/completions", stream_body, {}, 200),
+                "gateway": first_token(gw_port, "/v1/chat/completions", stream_body, fwd_session, 200)}
+        if proxy:
+            measure("proxy", f"{proxy.url}/v1/chat/completions", openai_body)
+            measure("proxy_stream", f"{proxy.url}/v1/chat/completions", stream_body)
+            ttft["proxy"] = first_token(proxy_port, "/v1/chat/completions", stream_body, {}, 200)
+        results["ttft"] = ttft
+
+        print("forwarding, Anthropic format (translated)", flush=True)
+        claude_body = {"model": "claude-sonnet-4-20250514", **chat}
+        measure("gateway_anthropic", f"{gw.url}/v1/chat/completions", claude_body, {"X-Session-Id": "bench-claude"})
+        if proxy:
+            measure("proxy_anthropic", f"{proxy.url}/v1/chat/completions", claude_body)
+
+        print("memory", flush=True)
+        wrk(f"{gw.url}/routing/v1/chat/completions", chat, {}, 50, 1.0)
+        before_pins = gw.rss_mib()
+        pins = 0
+        while pins < 100_000:
+            pins += wrk(f"{gw.url}/routing/v1/chat/completions", chat, {}, 50, 5.0, unique_session=True)["requests"]
+        results["pins_created"] = pins
+        results["rss_after_100k_pins_mib"] = gw.rss_mib()
+        results["pins_cost_mib"] = gw.rss_mib() - before_pins
+        done = 0
+        while done < 10_000:
+            done += wrk(f"{gw.url}/v1/chat/completions", openai_body, fwd_session, 50, 2.0)["requests"]
+        results["rss_after_10k_forwarded_mib"] = gw.rss_mib()
+        done = 0
+        while done < 10_000:
+            done += wrk(f"{gw.url}/v1/chat/completions", openai_body, fwd_session, 50, 2.0)["requests"]
+        results["rss_after_20k_forwarded_mib"] = gw.rss_mib()
+    finally:
+        for s in reversed(services):
+            s.stop()
+
+    table = report(results)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "latest.md").write_text(table)
+    print(f"\nwritten: benchmarks/results/{stamp}.json")
+    return 0
+
+
+def report(r: dict[str, Any]) -> str:
+    runs = r["runs"]
+    rows: list[tuple[str, str, str]] = []
+
+    def add(name: str, value: str, target: str = "") -> None:
+        rows.append((name, value, target))
+
+    def ratio(a: str, b: str) -> float:
+        return runs[a]["rps"] / runs[b]["rps"]
+
+    def added(target: str, base: str, c: int, p: str) -> float:
+        return runs[f"{target}@c{c}"][p] - runs[f"{base}@c{c}"][p]
+
+    for c in (1, 50):
+        add(f"echo endpoint c={c}", f"{runs[f'echo@c{c}']['rps']:.0f} req/s")
+        add(f"decision, pinned hit c={c}", f"{runs[f'decision_pinned@c{c}']['rps']:.0f} req/s = "
+            f"{ratio(f'decision_pinned@c{c}', f'echo@c{c}'):.0%} of echo; p50 {runs[f'decision_pinned@c{c}']['p50_ms']:.2f} "
+            f"p99 {runs[f'decision_pinned@c{c}']['p99_ms']:.2f} ms", ">= 60%" if c == 50 else "")
+        add(f"decision, fresh route c={c}", f"{runs[f'decision_fresh@c{c}']['rps']:.0f} req/s = "
+            f"{ratio(f'decision_fresh@c{c}', f'echo@c{c}'):.0%} of echo; p50 {runs[f'decision_fresh@c{c}']['p50_ms']:.2f} "
+            f"p99 {runs[f'decision_fresh@c{c}']['p99_ms']:.2f} ms", ">= 40%" if c == 50 else "")
+    for peer in ("gateway", "proxy"):
+        if f"{peer}@c1" not in runs:
+            continue
+        for c in (1, 50):
+            add(f"{peer} forwarding c={c} (added vs direct)",
+                f"p50 +{added(peer, 'direct', c, 'p50_ms'):.2f} ms, p99 +{added(peer, 'direct', c, 'p99_ms'):.2f} ms; "
+                f"{runs[f'{peer}@c{c}']['rps']:.0f} req/s (direct {runs[f'direct@c{c}']['rps']:.0f})",
+                "p50 < 1 ms, p99 < 3 ms" if (peer, c) == ("gateway", 1) else "")
+            add(f"{peer} streaming c={c}", f"{runs[f'{peer}_stream@c{c}']['rps']:.0f} req/s = "
+                f"{ratio(f'{peer}_stream@c{c}', f'direct_stream@c{c}'):.0%} of direct's chunk throughput",
+                ">= 50%" if (peer, c) == ("gateway", 50) else "")
+        add(f"{peer} time to first token c=1",
+            f"p50 {r['ttft'][peer]['p50_ms']:.2f} ms (+{r['ttft'][peer]['p50_ms'] - r['ttft']['direct']['p50_ms']:.2f} vs direct)",
+            "+ < 1 ms" if peer == "gateway" else "")
+    if "proxy@c50" in runs:
+        add("gateway / proxy req/s, c=50", f"{ratio('gateway@c50', 'proxy@c50'):.1f}x", ">= 3x")
+        add("gateway / proxy added p50, c=50",
+            f"{added('gateway', 'direct', 50, 'p50_ms') / max(added('proxy', 'direct', 50, 'p50_ms'), 1e-9):.2f}", "<= 0.25")
+        add("gateway / proxy req/s, Anthropic c=50", f"{ratio('gateway_anthropic@c50', 'proxy_anthropic@c50'):.1f}x "
+            f"({runs['gateway_anthropic@c50']['rps']:.0f} vs {runs['proxy_anthropic@c50']['rps']:.0f})", ">= 2x")
+    add("resident memory idle", f"{r['rss_idle_mib']:.1f} MiB")
+    add(f"after {r['pins_created']:,} pins", f"{r['rss_after_100k_pins_mib']:.1f} MiB (+{r['pins_cost_mib']:.1f})", "< +30 MiB")
+    add("after 10k / 20k forwarded", f"{r['rss_after_10k_forwarded_mib']:.1f} / {r['rss_after_20k_forwarded_mib']:.1f} MiB",
+        "no growth")
+    add("gateway up -> ready", f"{r['ready_s']:.2f} s (median of 3)", "< 2 s")
+    failed = {k: v["failed_share"] for k, v in runs.items() if v["failed_share"]}
+    if failed:
+        add("non-2xx or socket errors", ", ".join(f"{k}: {v:.1%}" for k, v in failed.items()))
+    width = max(len(n) for n, _, _ in rows)
+    lines = [f"| {'measure':<{width}} | figure | target |", f"|{'-' * (width + 2)}|---|---|"]
+    lines += [f"| {n:<{width}} | {v} | {t} |" for n, v, t in rows]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
