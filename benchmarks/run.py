@@ -35,6 +35,8 @@ OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "
                "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True", "LITELLM_TELEMETRY": "False",
                "HF_HUB_OFFLINE": "1", "DISABLE_SCHEMA_UPDATE": "True", "LITELLM_LOG": "ERROR"}
 
+PROXY_KEY = "sk-bench-master-key-0123456789abcdef"  # the proxy refuses to start without a master key
+PROXY_AUTH = {"Authorization": f"Bearer {PROXY_KEY}"}
 CODE = "Write a Python function that merges two sorted lists."
 CHAT = "hello, how are you today?"
 
@@ -107,7 +109,7 @@ def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conns: int, dur
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     threads = 1 if conns == 1 else 2
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", "-s", script.name, url],
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", "--timeout", "30s", f"-d{max(1, round(duration))}s", "--latency", "-s", script.name, url],
                          capture_output=True, text=True, timeout=duration + 60).stdout
     os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -147,6 +149,15 @@ def first_token(port: int, path: str, body: dict[str, Any], headers: dict[str, s
                 pass
     samples.sort()
     return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+
+
+def warm_up(port: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **headers})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
 
 
 # ---------------------------------------------------------------------------- configs
@@ -232,7 +243,7 @@ def main() -> int:
             proxy, results["proxy_ready_s"] = start(
                 "litellm_proxy", [str(PROXY_VENV / "bin" / "litellm"), "--config", str(RESULTS / "proxy_config.yaml"),
                                   "--port", str(proxy_port), "--num_workers", "1"],
-                proxy_port, "/health/liveliness", env=OFFLINE_ENV, timeout=180)
+                proxy_port, "/health/liveliness", env={**OFFLINE_ENV, "LITELLM_MASTER_KEY": PROXY_KEY}, timeout=180)
             services.append(proxy)
         d = args.duration
         runs: dict[str, Any] = {}
@@ -264,16 +275,17 @@ def main() -> int:
         ttft = {"direct": first_token(fake_port, "/v1/chat/completions", stream_body, {}, 200),
                 "gateway": first_token(gw_port, "/v1/chat/completions", stream_body, fwd_session, 200)}
         if proxy:
-            measure("proxy", f"{proxy.url}/v1/chat/completions", openai_body)
-            measure("proxy_stream", f"{proxy.url}/v1/chat/completions", stream_body)
-            ttft["proxy"] = first_token(proxy_port, "/v1/chat/completions", stream_body, {}, 200)
+            measure("proxy", f"{proxy.url}/v1/chat/completions", openai_body, PROXY_AUTH)
+            measure("proxy_stream", f"{proxy.url}/v1/chat/completions", stream_body, PROXY_AUTH)
+            ttft["proxy"] = first_token(proxy_port, "/v1/chat/completions", stream_body, PROXY_AUTH, 200)
         results["ttft"] = ttft
 
         print("forwarding, Anthropic format (translated)", flush=True)
         claude_body = {"model": "claude-sonnet-4-20250514", **chat}
+        warm_up(gw_port, claude_body, {"X-Session-Id": "bench-claude"})  # the first translated call imports litellm
         measure("gateway_anthropic", f"{gw.url}/v1/chat/completions", claude_body, {"X-Session-Id": "bench-claude"})
         if proxy:
-            measure("proxy_anthropic", f"{proxy.url}/v1/chat/completions", claude_body)
+            measure("proxy_anthropic", f"{proxy.url}/v1/chat/completions", claude_body, PROXY_AUTH)
 
         print("memory", flush=True)
         wrk(f"{gw.url}/routing/v1/chat/completions", chat, {}, 50, 1.0)
