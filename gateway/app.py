@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import validation
 from .config import Config
+from .conversation import user_turns
 from .decision import Decider, Decision
 from .errors import GatewayError, NotFound, Unauthorized
 from .forwarding import Forwarder
+from .metrics import Metrics
+from .observe import Observer, RequestRecord
 from .pins import MemoryPinStore, PinStore
 from .routers import Router, build_router
 
 log = logging.getLogger("gateway.app")
-access = logging.getLogger("gateway.access")
+CHAT = "/v1/chat/completions"
+ROUTING = "/routing/v1/chat/completions"
 
 
 def build_store(config: Config) -> PinStore:
@@ -42,10 +47,16 @@ def build_store(config: Config) -> PinStore:
 class Gateway:
     """Everything one running gateway shares between requests."""
 
-    def __init__(self, config: Config, router: Router | None = None, store: PinStore | None = None) -> None:
+    def __init__(self, config: Config, router: Router | None = None, store: PinStore | None = None,
+                 log_prompts: bool = False, hash_session_ids: bool = False) -> None:
         self.config = config
-        self.decider = Decider(config, router or build_router(config), store or build_store(config))
-        self.forwarder = Forwarder(config)
+        self.metrics = Metrics()
+        self.decider = Decider(config, router or build_router(config), store or build_store(config),
+                               observe_router=self.metrics.router_latency.observe)
+        self.metrics.watch_store(self.decider.store, self.decider.stats)
+        self.forwarder = Forwarder(config, self.metrics)
+        self.observer = Observer(self.metrics, hash_session_ids=hash_session_ids)
+        self.log_prompts = log_prompts  # a debugging aid: prompt text in the request log
         self.tenant_header = config.routing.session_cache.tenant_header
 
     def client(self, request: Request) -> str | None:
@@ -85,18 +96,27 @@ class EventStream(StreamingResponse):
     relay passes on.
     """
 
-    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str],
+                 on_close: Callable[[str | None], None] | None = None) -> None:
         super().__init__(events, headers={**headers, "Cache-Control": "no-cache"}, media_type="text/event-stream")
         self.events = events
+        self.on_close = on_close  # told how the stream ended: None, "stream_interrupted" or "client_disconnected"
+        self.ending: str | None = "client_disconnected"
 
     async def _stream(self, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async for event in self.events:
+                if event.startswith(b'data: {"error"'):
+                    self.ending = "stream_interrupted"
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if self.ending == "client_disconnected":
+                self.ending = None
         finally:
             await self.events.aclose()  # closes the upstream response whatever ended the stream  # type: ignore[attr-defined]
+            if self.on_close is not None:
+                self.on_close(self.ending)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def disconnected() -> None:
@@ -118,6 +138,24 @@ class EventStream(StreamingResponse):
                 raise exc  # type: ignore[misc]
 
 
+class InFlight:
+    """ASGI middleware keeping the in-flight gauge (streams count until they end)."""
+
+    def __init__(self, app: Any, gauge: Any) -> None:
+        self.app = app
+        self.gauge = gauge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.gauge.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gauge.dec()
+
+
 def decision_headers(decision: Decision, trace_id: str) -> dict[str, str]:
     headers = {
         "X-Router-Model": decision.model,
@@ -134,55 +172,75 @@ def error_response(error: GatewayError, headers: dict[str, str] | None = None) -
     return JSONResponse(error.body(), status_code=error.status, headers={**(headers or {}), **error.headers})
 
 
-def create_app(config: Config, *, router: Router | None = None, store: PinStore | None = None) -> Starlette:
+def create_app(config: Config, *, router: Router | None = None, store: PinStore | None = None,
+               log_prompts: bool = False, hash_session_ids: bool = False) -> Starlette:
     """The ASGI application serving `config`.
 
     Plain Starlette routes: FastAPI's dependency and validation layers cost
     about 45 us per request here (README, Performance) and the gateway uses
     neither; bodies are checked by `validation.py`.
     """
-    gw = Gateway(config, router=router, store=store)
+    gw = Gateway(config, router=router, store=store, log_prompts=log_prompts, hash_session_ids=hash_session_ids)
 
-    async def decide(request: Request) -> tuple[dict[str, Any], Decision, str, str | None]:
+    async def decide(request: Request, record: RequestRecord) -> tuple[dict[str, Any], Decision, str | None]:
+        request.state.record = record  # the error handler finishes it if anything below raises
         client = gw.client(request)
-        trace = validation.trace_id(request)
-        sid = validation.session_id(request)
+        record.trace_id = validation.trace_id(request)
+        record.session_id = sid = validation.session_id(request)
         body = await validation.read_body(request, config.max_body_bytes)
+        if gw.log_prompts:
+            record.prompt = (user_turns(body["messages"], 1) or [""])[0][:500]
         key = gw.session_key(request, client, sid)
-        decision = await gw.decider.decide(body, key, sid)
-        return body, decision, trace, key
+        record.decision = decision = await gw.decider.decide(body, key, sid)
+        return body, decision, key
+
+    def finish(record: RequestRecord, headers: dict[str, str]) -> None:
+        headers["X-Gateway-Overhead-Ms"] = f"{record.overhead() * 1000:.3f}"
 
     async def routing_decision(request: Request) -> Response:
-        started = time.perf_counter()
-        body, decision, trace, _ = await decide(request)
-        payload: dict[str, Any] = {"model": decision.model, "route": decision.route, "trace_id": trace}
+        record = RequestRecord(ROUTING)
+        body, decision, _ = await decide(request, record)
+        payload: dict[str, Any] = {"model": decision.model, "route": decision.route, "trace_id": record.trace_id}
         if decision.session_id is not None:
             payload["session_id"] = decision.session_id
         payload["pinned"] = decision.pinned
-        _log(request, decision, trace, 200, started)
-        return JSONResponse(payload, headers=decision_headers(decision, trace))
+        headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
+        finish(record, headers)
+        gw.observer.finish(record)
+        return JSONResponse(payload, headers=headers)
 
     async def chat_completions(request: Request) -> Response:
-        started = time.perf_counter()
-        body, decision, trace, key = await decide(request)
-        headers = decision_headers(decision, trace)
+        record = RequestRecord(CHAT)
+        body, decision, key = await decide(request, record)
+        headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
         traceparent = request.headers.get("traceparent")
         try:
             answer = await gw.forwarder.send(decision.provider, body,
                                              {"traceparent": traceparent} if traceparent else None)
         except GatewayError as exc:
-            _log(request, decision, trace, exc.status, started)
+            record.status, record.error = exc.status, exc.code
+            record.upstream_seconds = getattr(exc, "upstream_seconds", 0.0)
+            finish(record, headers)
+            gw.observer.finish(record)
             return error_response(exc, headers)
+        record.served_by, record.upstream_seconds, record.usage = (
+            answer.provider.model, answer.upstream_seconds, answer.usage)
         if answer.provider is not decision.provider:
             # Failed over: the session follows the model the agent actually heard from.
             if key is not None:
                 await gw.decider.repin(key, decision, answer.provider)
             headers.update({"X-Router-Model": answer.provider.model, "X-Router-Pinned": "false",
                             "X-Router-Failover": f"{decision.model} -> {answer.provider.model}"})
-        _log(request, decision, trace, 200, started)
+        finish(record, headers)
         if answer.stream is None:
+            gw.observer.finish(record)
             return Response(answer.body, media_type="application/json", headers=headers)
-        return EventStream(answer.stream, headers)
+
+        def stream_closed(ending: str | None) -> None:
+            record.error = ending
+            gw.observer.finish(record)
+
+        return EventStream(answer.stream, headers, on_close=stream_closed)
 
     def admin_key(request: Request) -> tuple[str, str]:
         session_id = request.path_params["session_id"]
@@ -219,8 +277,15 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         return JSONResponse({"status": "ok", "router": gw.decider.router.name,
                              "pins": await _safe_size(gw.decider.store), "tasks": len(asyncio.all_tasks())})
 
+    async def metrics(request: Request) -> Response:
+        return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
+        record = getattr(request.state, "record", None)
+        if record is not None:  # refused before a decision: bad input, unknown model, no key
+            record.status, record.error = exc.status, exc.code
+            gw.observer.finish(record)
         return error_response(exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -249,7 +314,9 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
             Route("/routing/v1/sessions/{session_id:path}", unpin_session, methods=["DELETE"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
+        middleware=[Middleware(InFlight, gauge=gw.metrics.in_flight)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_not_found, Exception: on_unexpected},
         lifespan=lifespan,
     )
@@ -258,12 +325,16 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
 
 
 def app_from_env() -> Starlette:
-    """App factory for worker processes: `gateway up --workers N` passes the config path in GATEWAY_CONFIG."""
+    """App factory for worker processes: `gateway up --workers N` passes its settings in the environment."""
     import os
 
     from .config import load_config
+    from .logs import configure
 
-    return create_app(load_config(os.environ["GATEWAY_CONFIG"]))
+    configure(os.environ.get("GATEWAY_LOG_LEVEL", "info"), os.environ.get("GATEWAY_LOG_FORMAT", "text"))
+    return create_app(load_config(os.environ["GATEWAY_CONFIG"]),
+                      log_prompts=os.environ.get("GATEWAY_LOG_PROMPTS") == "1",
+                      hash_session_ids=os.environ.get("GATEWAY_HASH_SESSION_IDS") == "1")
 
 
 async def _safe_size(store: PinStore) -> int | None:
@@ -271,14 +342,3 @@ async def _safe_size(store: PinStore) -> int | None:
         return await store.size()
     except Exception:
         return None
-
-
-def _log(request: Request, decision: Decision, trace: str, status: int, started: float) -> None:
-    if access.isEnabledFor(logging.INFO):
-        access.info(json.dumps({
-            "trace_id": trace, "endpoint": request.url.path, "session_id": decision.session_id,
-            "route": decision.route, "model": decision.model, "pinned": decision.pinned,
-            "outcome": decision.outcome, "status": status,
-            "ms": round((time.perf_counter() - started) * 1000, 3),
-        }))
-

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config
+from .logs import configure as configure_logs
 
 
 def _load_dotenv(config_path: str) -> None:
@@ -80,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     host = args.host or config.host
     port = args.port or config.port
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(args.log_level, args.log_format)
 
     if args.workers > 1 and config.routing.session_cache.type != "redis":
         print(f"gateway cannot start: --workers {args.workers} with the in-memory pin store would split "
@@ -97,11 +97,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  {line}", flush=True)
     common = dict(host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     if args.workers > 1:
-        os.environ["GATEWAY_CONFIG"] = str(Path(args.config).resolve())
+        os.environ.update(GATEWAY_CONFIG=str(Path(args.config).resolve()), GATEWAY_LOG_LEVEL=args.log_level,
+                          GATEWAY_LOG_FORMAT=args.log_format, GATEWAY_LOG_PROMPTS="1" if args.log_prompts else "0",
+                          GATEWAY_HASH_SESSION_IDS="1" if args.hash_session_ids else "0")
         uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)
         return 0
     try:
-        app = create_app(config)
+        app = create_app(config, log_prompts=args.log_prompts, hash_session_ids=args.hash_session_ids)
     except Exception as exc:  # e.g. the router's data cannot load
         print(f"gateway cannot start: {exc}", file=sys.stderr)
         return 1
@@ -117,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--host", help="address to listen on (default: the listener's address, else 127.0.0.1)")
     up.add_argument("--port", type=int, help="port (default: the model listener's port, else 12000)")
     up.add_argument("--workers", type=int, default=1, help="worker processes (more than one needs the redis pin store)")
-    up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="info (default) logs one line per request; warning keeps only problems")
+    up.add_argument("--log-format", default="text", choices=["text", "json"], help="request log lines as text or JSON")
+    up.add_argument("--hash-session-ids", action="store_true", help="log a hash of each session id, not the id")
+    up.add_argument("--log-prompts", action="store_true",
+                    help="debugging aid: include the latest user message in request logs (never keys)")
     up.set_defaults(func=cmd_up)
     check = sub.add_parser("check", help="validate a config and show what it defines")
     check.add_argument("config", help="path to config.yaml")

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .config import Config, Provider
 from .errors import BadRequest, RouterError
@@ -41,7 +41,8 @@ class DecisionStats:
 
     routed: int = 0
     no_route: int = 0
-    pinned: int = 0
+    pinned: int = 0  # pin store hits
+    misses: int = 0  # session requests that found no pin
     router_failed: int = 0
     router_calls: int = 0
     router_seconds: float = 0.0
@@ -51,11 +52,13 @@ class DecisionStats:
 class Decider:
     """Turns a request into a Decision, sharing pins across both endpoints."""
 
-    def __init__(self, config: Config, router: Router, store: PinStore) -> None:
+    def __init__(self, config: Config, router: Router, store: PinStore,
+                 observe_router: Callable[[float], None] | None = None) -> None:
         self.config = config
         self.router = router
         self.store = store
         self.stats = DecisionStats()
+        self._observe_router = observe_router  # e.g. a latency histogram
         # In-process single flight: concurrent first requests of a session wait
         # for one routing run. Across processes, put_if_absent settles the race.
         self._inflight: dict[str, asyncio.Future[Decision]] = {}
@@ -86,6 +89,7 @@ class Decider:
         if pin is not None:
             self.stats.pinned += 1
             return Decision(self.config.find(pin.model), pin.route, True, session_id, "pinned")  # type: ignore[arg-type]
+        self.stats.misses += 1
 
         waiting = self._inflight.get(session_key)
         if waiting is not None:
@@ -165,7 +169,10 @@ class Decider:
             log.warning("router failed, serving %s unpinned: %s", fallback.model, exc)
             return Decision(fallback, None, False, session_id, "router_failed")
         finally:
-            self.stats.router_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.stats.router_seconds += elapsed
+            if self._observe_router is not None:
+                self._observe_router(elapsed)
         route = next((r for r in self.config.routes if r.name == route_name), None)
         if route is None:
             self.stats.no_route += 1

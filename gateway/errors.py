@@ -61,6 +61,7 @@ class UpstreamError(GatewayError):
         super().__init__(message, code=code, headers=headers)
         self.status = status
         self.transient = transient
+        self.upstream_seconds = 0.0  # time spent in provider calls before giving up
 
 
 class RouterError(Exception):

@@ -16,12 +16,14 @@ import asyncio
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from .config import Config, Provider
 from .errors import UpstreamError
 from .litellm_loader import litellm
+from .metrics import Metrics
 from .relay import Relay, relay_url
 
 log = logging.getLogger("gateway.forwarding")
@@ -46,6 +48,8 @@ class Answer:
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     attempts: int = 1
+    upstream_seconds: float = 0.0  # the answering call: until the whole body, or the first event
+    usage: dict[str, int] | None = None
 
 
 def api_base(provider: Provider) -> str | None:
@@ -86,8 +90,9 @@ def provider_kwargs(provider: Provider) -> dict[str, Any]:
 class Forwarder:
     """Sends chat requests to providers with retries and failover."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics
         self.relay = Relay() if config.openai_relay else None
         self.secrets = [p.access_key for p in config.providers if p.access_key]
         self.retries = 0
@@ -116,26 +121,39 @@ class Forwarder:
         """Call `provider` (retrying, then failing over), returning the first answer that starts."""
         last: UpstreamError | None = None
         attempts = 0
+        spent = 0.0  # time inside provider calls, failed ones included (backoff sleeps are ours)
         for i, candidate in enumerate(self.candidates(provider)):
             if i > 0:
                 self.failovers += 1
                 log.warning("failing over from %s to %s: %s", provider.model, candidate.model, last)
             for attempt in range(self.config.max_retries + 1):
                 attempts += 1
+                started = time.perf_counter()
                 try:
                     answer = await self._call(candidate, body, extra_headers)
-                    answer.attempts = attempts
-                    return answer
                 except UpstreamError as exc:
+                    spent += time.perf_counter() - started
                     last = exc
+                    if self.metrics is not None:
+                        self.metrics.upstream_errors.labels(candidate.model, str(exc.status)).inc()
                     if not exc.transient:
+                        exc.upstream_seconds = spent
                         raise
                     if exc.code == "provider_key_missing":
                         break  # retrying cannot help; the next candidate might
                     if attempt < self.config.max_retries:
                         self.retries += 1
                         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                    continue
+                elapsed = time.perf_counter() - started
+                answer.attempts = attempts
+                answer.upstream_seconds = spent + elapsed
+                if self.metrics is not None:
+                    self.metrics.upstream_latency.labels(candidate.model, "true" if answer.stream else "false").observe(
+                        elapsed)
+                return answer
         assert last is not None
+        last.upstream_seconds = spent
         raise last
 
     async def close(self) -> None:
@@ -154,16 +172,17 @@ class Forwarder:
             if provider.access_key:
                 headers["Authorization"] = f"Bearer {provider.access_key}"
             try:
-                raw, events = await self.relay.send(provider, url, body, headers)  # type: ignore[union-attr]
+                raw, events, usage = await self.relay.send(provider, url, body, headers)  # type: ignore[union-attr]
             except UpstreamError as exc:
                 exc.message = self.scrub(exc.message)
                 raise
-            return Answer(provider, body=raw, stream=events)
+            return Answer(provider, body=raw, stream=events, usage=usage)
         kwargs = self._kwargs(provider, body, extra_headers)
         try:
             result = await litellm().acompletion(**kwargs)
             if not kwargs["stream"]:
-                return Answer(provider, body=_dumps(completion_body(result)))
+                completion = completion_body(result)
+                return Answer(provider, body=_dumps(completion), usage=completion.get("usage"))
             stream = aiter(result)
             first = await anext(stream)
         except StopAsyncIteration:

@@ -113,6 +113,10 @@ class MemoryPinStore:
         return self._cache.pop(key, None) is not None
 
     async def size(self) -> int:
+        return self.local_size()
+
+    def local_size(self) -> int:
+        """Live pins (synchronous: the metrics scrape reads it)."""
         self._cache.expire()
         return len(self._cache)
 

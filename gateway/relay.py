@@ -49,8 +49,8 @@ class Relay:
             await self._session.close()
 
     async def send(self, provider: Provider, url: str, body: dict[str, Any],
-                   headers: dict[str, str]) -> tuple[bytes | None, AsyncIterator[bytes] | None]:
-        """POST `body` for `provider`; (json bytes, None) or (None, stream of SSE event bytes)."""
+                   headers: dict[str, str]) -> tuple[bytes | None, AsyncIterator[bytes] | None, dict | None]:
+        """POST `body` for `provider`: (JSON bytes, None, usage) or (None, SSE event bytes, None)."""
         payload = json.dumps({**body, "model": provider.model_name}, separators=(",", ":")).encode()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(provider.timeout, 10.0),
                                         sock_read=provider.timeout)
@@ -67,9 +67,9 @@ class Relay:
                 raise await _status_error(provider, response)
             if not body.get("stream"):
                 raw = await response.read()
-                _check_json(provider, raw)
+                usage = _check_json(provider, raw).get("usage")
                 response.release()
-                return raw, None
+                return raw, None, usage if isinstance(usage, dict) else None
             events = _events(provider, response)
             first = await anext(events)  # failures before the first byte can still fail over
         except asyncio.TimeoutError:
@@ -86,13 +86,14 @@ class Relay:
         except BaseException:
             response.close()
             raise
-        return None, _prepend(first, events)
+        return None, _prepend(first, events), None
 
 
-def _check_json(provider: Provider, raw: bytes) -> None:
+def _check_json(provider: Provider, raw: bytes) -> dict[str, Any]:
     try:
-        if isinstance(json.loads(raw), dict):
-            return
+        parsed = json.loads(raw)
+        if isinstance(parsed, dict):
+            return parsed
     except ValueError:
         pass
     raise UpstreamError(f"provider {provider.model} answered with something that is not a JSON object "

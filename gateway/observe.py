@@ -1,0 +1,88 @@
+"""Per-request accounting: one log line and the metrics, written when a request ends."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decision import Decision
+from .logs import REQUEST_LOGGER
+from .metrics import Metrics
+
+log = logging.getLogger(REQUEST_LOGGER)
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, filled in as it goes."""
+
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    trace_id: str | None = None
+    session_id: str | None = None
+    decision: Decision | None = None
+    served_by: str | None = None  # the model that answered (differs from the decision after a failover)
+    status: int = 200
+    upstream_seconds: float = 0.0  # provider time: the whole answer, or until the first streamed event
+    usage: dict[str, int] | None = None
+    error: str | None = None
+    prompt: str | None = None  # only with --log-prompts
+    finished: bool = False
+
+    def overhead(self) -> float:
+        """Seconds the gateway itself has added so far."""
+        return max(0.0, time.perf_counter() - self.started - self.upstream_seconds)
+
+
+class Observer:
+    """Turns finished RequestRecords into a log line and metric updates."""
+
+    def __init__(self, metrics: Metrics, hash_session_ids: bool = False) -> None:
+        self.metrics = metrics
+        self.hash_session_ids = hash_session_ids
+
+    def finish(self, record: RequestRecord) -> None:
+        if record.finished:
+            return
+        record.finished = True
+        total = time.perf_counter() - record.started
+        m = self.metrics
+        decision = record.decision
+        model = record.served_by or (decision.model if decision else "-")
+        m.requests.labels(record.endpoint, str(record.status), model).inc()
+        if decision is not None:
+            m.decisions.labels(decision.route or "none", decision.outcome).inc()
+            if record.served_by and record.served_by != decision.model:
+                m.failovers.labels(decision.model, record.served_by).inc()
+        m.overhead.labels(record.endpoint).observe(max(0.0, total - record.upstream_seconds))
+        if record.usage:
+            for kind in ("prompt_tokens", "completion_tokens"):
+                if record.usage.get(kind):
+                    m.tokens.labels(model, kind.split("_")[0]).inc(record.usage[kind])
+        if log.isEnabledFor(logging.INFO):
+            log.info("request", extra={"fields": self._fields(record, model, total)})
+
+    def _fields(self, r: RequestRecord, model: str, total: float) -> dict[str, Any]:
+        session = r.session_id
+        if session is not None and self.hash_session_ids:
+            session = "sha256:" + hashlib.sha256(session.encode()).hexdigest()[:16]
+        d = r.decision
+        fields: dict[str, Any] = {
+            "trace_id": r.trace_id, "endpoint": r.endpoint, "session_id": session,
+            "route": d.route if d else None, "model": model, "pinned": d.pinned if d else None,
+            "outcome": d.outcome if d else None, "status": r.status,
+            "upstream_ms": round(r.upstream_seconds * 1000, 3) if r.upstream_seconds else None,
+            "gateway_ms": round((total - r.upstream_seconds) * 1000, 3),
+        }
+        if d is not None and r.served_by and r.served_by != d.model:
+            fields["failover_from"] = d.model
+        if r.usage:
+            fields.update(prompt_tokens=r.usage.get("prompt_tokens"), completion_tokens=r.usage.get("completion_tokens"))
+        if r.error:
+            fields["error"] = r.error
+        if r.prompt is not None:
+            fields["prompt"] = r.prompt
+        return fields
