@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .decision import Decision
-from .logs import REQUEST_LOGGER
+from .logs import REQUEST_LOG
 from .metrics import Metrics
-
-log = logging.getLogger(REQUEST_LOGGER)
 
 
 @dataclass
@@ -43,6 +40,14 @@ class Observer:
     def __init__(self, metrics: Metrics, hash_session_ids: bool = False) -> None:
         self.metrics = metrics
         self.hash_session_ids = hash_session_ids
+        self._children: dict[tuple, Any] = {}  # labelled metrics, looked up once per label set
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:  # label values are bounded (models, routes, statuses), so this stays small
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def finish(self, record: RequestRecord) -> None:
         if record.finished:
@@ -52,18 +57,18 @@ class Observer:
         m = self.metrics
         decision = record.decision
         model = record.served_by or (decision.model if decision else "-")
-        m.requests.labels(record.endpoint, str(record.status), model).inc()
+        self._child(m.requests, record.endpoint, str(record.status), model).inc()
         if decision is not None:
-            m.decisions.labels(decision.route or "none", decision.outcome).inc()
+            self._child(m.decisions, decision.route or "none", decision.outcome).inc()
             if record.served_by and record.served_by != decision.model:
-                m.failovers.labels(decision.model, record.served_by).inc()
-        m.overhead.labels(record.endpoint).observe(max(0.0, total - record.upstream_seconds))
+                self._child(m.failovers, decision.model, record.served_by).inc()
+        self._child(m.overhead, record.endpoint).observe(max(0.0, total - record.upstream_seconds))
         if record.usage:
             for kind in ("prompt_tokens", "completion_tokens"):
                 if record.usage.get(kind):
-                    m.tokens.labels(model, kind.split("_")[0]).inc(record.usage[kind])
-        if log.isEnabledFor(logging.INFO):
-            log.info("request", extra={"fields": self._fields(record, model, total)})
+                    self._child(m.tokens, model, kind.split("_")[0]).inc(record.usage[kind])
+        if REQUEST_LOG.enabled:
+            REQUEST_LOG.write(self._fields(record, model, total))
 
     def _fields(self, r: RequestRecord, model: str, total: float) -> dict[str, Any]:
         session = r.session_id

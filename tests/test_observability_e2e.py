@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -33,6 +34,16 @@ def observed(start_gateway, fake_provider, forwarding_path):
     """A gateway logging JSON, keeping at most two pins so evictions show."""
     return start_gateway(provider_config(fake_provider.url, routing="routing:\n  session_max_entries: 2\n"),
                          env=forwarding_path, args=("--log-format", "json"))
+
+
+def json_log_lines(gw, until) -> list[dict]:
+    """The gateway's JSON log lines, once `until(lines)` holds (request lines are written in batches)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in gw.output().splitlines() if line.startswith("{")]
+        if until(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 def post(gw, path: str, content: str, session: str | None = None, **extra) -> httpx.Response:
@@ -83,7 +94,7 @@ def test_request_log_lines_are_json_with_the_fields_to_explain_a_session(observe
     post(gw, "/routing/v1/chat/completions", CODE_PROMPT, sid)
     r = post(gw, "/v1/chat/completions", REASONING_PROMPT, sid, stream_options={"include_usage": True})
     assert r.status_code == 200
-    lines = [json.loads(line) for line in gw.output().splitlines() if line.startswith("{")]
+    lines = json_log_lines(gw, lambda ls: sum(line.get("session_id") == sid for line in ls) >= 2)
     mine = [line for line in lines if line.get("session_id") == sid]
     assert [line["endpoint"] for line in mine] == ["/routing/v1/chat/completions", "/v1/chat/completions"]
     first, second = mine
@@ -103,10 +114,10 @@ def test_request_log_lines_are_json_with_the_fields_to_explain_a_session(observe
 def test_session_ids_can_be_logged_as_hashes(start_gateway, fake_provider):
     gw = start_gateway(provider_config(fake_provider.url), args=("--log-format", "json", "--hash-session-ids"))
     post(gw, "/routing/v1/chat/completions", CODE_PROMPT, "secret-session-42")
-    output = gw.output()
-    assert "secret-session-42" not in output
-    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{") and "endpoint" in line]
+    lines = [line for line in json_log_lines(gw, lambda ls: any("endpoint" in line for line in ls))
+             if "endpoint" in line]
     assert lines[-1]["session_id"].startswith("sha256:")
+    assert "secret-session-42" not in gw.output()
 
 
 def test_gateway_overhead_header_on_both_endpoints(gateway):
