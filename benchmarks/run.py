@@ -126,29 +126,41 @@ def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conns: int, dur
             "failed_share": failed / max(total, 1)}
 
 
-def first_token(port: int, path: str, body: dict[str, Any], headers: dict[str, str], n: int) -> dict[str, float]:
-    """Time to the first streamed `data:` chunk, one request at a time over raw sockets."""
+def first_tokens(targets: dict[str, tuple[int, dict[str, str]]], path: str, body: dict[str, Any],
+                 n: int) -> dict[str, dict[str, float]]:
+    """Time to the first streamed `data:` chunk, one request at a time over raw sockets.
+
+    The targets take turns request by request, so a noisy moment on the shared
+    machine lands on all of them alike.
+    """
     payload = json.dumps(body).encode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
-               f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
-    samples = []
+    requests = {}
+    for name, (port, headers) in targets.items():
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        requests[name] = (port, (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                 f"{head}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+                          + payload)
+    samples: dict[str, list[float]] = {name: [] for name in targets}
     for i in range(n + 20):
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            t = time.perf_counter()
-            s.sendall(request)
-            seen = b""
-            while b"data:" not in seen:
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise RuntimeError(f"no stream from port {port}: {seen[:200]!r}")
-                seen += chunk
-            if i >= 20:  # the first 20 warm up
-                samples.append((time.perf_counter() - t) * 1000)
-            while s.recv(65536):
-                pass
-    samples.sort()
-    return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+        for name, (port, request) in requests.items():
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                t = time.perf_counter()
+                s.sendall(request)
+                seen = b""
+                while b"data:" not in seen:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise RuntimeError(f"no stream from {name}: {seen[:200]!r}")
+                    seen += chunk
+                if i >= 20:  # the first 20 rounds warm up
+                    samples[name].append((time.perf_counter() - t) * 1000)
+                while s.recv(65536):
+                    pass
+    out = {}
+    for name, values in samples.items():
+        values.sort()
+        out[name] = {"p50_ms": statistics.median(values), "p99_ms": values[int(len(values) * 0.99) - 1]}
+    return out
 
 
 def warm_up(port: int, body: dict[str, Any], headers: dict[str, str]) -> None:
@@ -272,13 +284,12 @@ def main() -> int:
         measure("gateway", f"{gw.url}/v1/chat/completions", openai_body, fwd_session)
         measure("direct_stream", f"{fake.url}/v1/chat/completions", stream_body)
         measure("gateway_stream", f"{gw.url}/v1/chat/completions", stream_body, fwd_session)
-        ttft = {"direct": first_token(fake_port, "/v1/chat/completions", stream_body, {}, 200),
-                "gateway": first_token(gw_port, "/v1/chat/completions", stream_body, fwd_session, 200)}
+        ttft_targets = {"direct": (fake_port, {}), "gateway": (gw_port, fwd_session)}
         if proxy:
             measure("proxy", f"{proxy.url}/v1/chat/completions", openai_body, PROXY_AUTH)
             measure("proxy_stream", f"{proxy.url}/v1/chat/completions", stream_body, PROXY_AUTH)
-            ttft["proxy"] = first_token(proxy_port, "/v1/chat/completions", stream_body, PROXY_AUTH, 200)
-        results["ttft"] = ttft
+            ttft_targets["proxy"] = (proxy_port, PROXY_AUTH)
+        results["ttft"] = first_tokens(ttft_targets, "/v1/chat/completions", stream_body, 300)
 
         print("forwarding, Anthropic format (translated)", flush=True)
         claude_body = {"model": "claude-sonnet-4-20250514", **chat}

@@ -27,6 +27,7 @@ from .metrics import Metrics
 from .observe import Observer, RequestRecord
 from .pins import MemoryPinStore, PinStore
 from .routers import Router, build_router
+from .tracing import Tracing, annotate
 
 log = logging.getLogger("gateway.app")
 CHAT = "/v1/chat/completions"
@@ -48,8 +49,9 @@ class Gateway:
     """Everything one running gateway shares between requests."""
 
     def __init__(self, config: Config, router: Router | None = None, store: PinStore | None = None,
-                 log_prompts: bool = False, hash_session_ids: bool = False) -> None:
+                 log_prompts: bool = False, hash_session_ids: bool = False, otel: bool = False) -> None:
         self.config = config
+        self.tracing = Tracing(otel)
         self.metrics = Metrics()
         self.decider = Decider(config, router or build_router(config), store or build_store(config),
                                observe_router=self.metrics.router_latency.observe)
@@ -173,14 +175,16 @@ def error_response(error: GatewayError, headers: dict[str, str] | None = None) -
 
 
 def create_app(config: Config, *, router: Router | None = None, store: PinStore | None = None,
-               log_prompts: bool = False, hash_session_ids: bool = False) -> Starlette:
+               log_prompts: bool = False, hash_session_ids: bool = False, otel: bool = False) -> Starlette:
     """The ASGI application serving `config`.
 
     Plain Starlette routes: FastAPI's dependency and validation layers cost
     about 45 us per request here (README, Performance) and the gateway uses
     neither; bodies are checked by `validation.py`.
     """
-    gw = Gateway(config, router=router, store=store, log_prompts=log_prompts, hash_session_ids=hash_session_ids)
+    gw = Gateway(config, router=router, store=store, log_prompts=log_prompts, hash_session_ids=hash_session_ids,
+                 otel=otel)
+    tracing = gw.tracing
 
     async def decide(request: Request, record: RequestRecord) -> tuple[dict[str, Any], Decision, str | None]:
         request.state.record = record  # the error handler finishes it if anything below raises
@@ -191,13 +195,20 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         if gw.log_prompts:
             record.prompt = (user_turns(body["messages"], 1) or [""])[0][:500]
         key = gw.session_key(request, client, sid)
-        record.decision = decision = await gw.decider.decide(body, key, sid)
+        with tracing.span("gateway.decide", session_id=sid) as span:
+            record.decision = decision = await gw.decider.decide(body, key, sid)
+            annotate(span, model=decision.model, route=decision.route, pinned=decision.pinned,
+                     outcome=decision.outcome)
         return body, decision, key
 
     def finish(record: RequestRecord, headers: dict[str, str]) -> None:
         headers["X-Gateway-Overhead-Ms"] = f"{record.overhead() * 1000:.3f}"
 
     async def routing_decision(request: Request) -> Response:
+        with tracing.request(ROUTING, request.headers):
+            return await _routing_decision(request)
+
+    async def _routing_decision(request: Request) -> Response:
         record = RequestRecord(ROUTING)
         body, decision, _ = await decide(request, record)
         payload: dict[str, Any] = {"model": decision.model, "route": decision.route, "trace_id": record.trace_id}
@@ -210,13 +221,20 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         return JSONResponse(payload, headers=headers)
 
     async def chat_completions(request: Request) -> Response:
+        with tracing.request(CHAT, request.headers):
+            return await _chat_completions(request)
+
+    async def _chat_completions(request: Request) -> Response:
         record = RequestRecord(CHAT)
         body, decision, key = await decide(request, record)
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
-        traceparent = request.headers.get("traceparent")
         try:
-            answer = await gw.forwarder.send(decision.provider, body,
-                                             {"traceparent": traceparent} if traceparent else None)
+            with tracing.span("gateway.upstream", provider=decision.model) as span:
+                traceparent = tracing.traceparent(request.headers.get("traceparent"))
+                answer = await gw.forwarder.send(decision.provider, body,
+                                                 {"traceparent": traceparent} if traceparent else None)
+                annotate(span, answered_by=answer.provider.model, attempts=answer.attempts,
+                         stream=answer.stream is not None)
         except GatewayError as exc:
             record.status, record.error = exc.status, exc.code
             record.upstream_seconds = getattr(exc, "upstream_seconds", 0.0)
@@ -334,7 +352,8 @@ def app_from_env() -> Starlette:
     configure(os.environ.get("GATEWAY_LOG_LEVEL", "info"), os.environ.get("GATEWAY_LOG_FORMAT", "text"))
     return create_app(load_config(os.environ["GATEWAY_CONFIG"]),
                       log_prompts=os.environ.get("GATEWAY_LOG_PROMPTS") == "1",
-                      hash_session_ids=os.environ.get("GATEWAY_HASH_SESSION_IDS") == "1")
+                      hash_session_ids=os.environ.get("GATEWAY_HASH_SESSION_IDS") == "1",
+                      otel=os.environ.get("GATEWAY_OTEL") == "1")
 
 
 async def _safe_size(store: PinStore) -> int | None:

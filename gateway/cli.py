@@ -99,11 +99,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.environ.update(GATEWAY_CONFIG=str(Path(args.config).resolve()), GATEWAY_LOG_LEVEL=args.log_level,
                           GATEWAY_LOG_FORMAT=args.log_format, GATEWAY_LOG_PROMPTS="1" if args.log_prompts else "0",
-                          GATEWAY_HASH_SESSION_IDS="1" if args.hash_session_ids else "0")
+                          GATEWAY_HASH_SESSION_IDS="1" if args.hash_session_ids else "0",
+                          GATEWAY_OTEL="1" if args.otel else "0")
         uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)
         return 0
     try:
-        app = create_app(config, log_prompts=args.log_prompts, hash_session_ids=args.hash_session_ids)
+        app = create_app(config, log_prompts=args.log_prompts, hash_session_ids=args.hash_session_ids,
+                         otel=args.otel)
     except Exception as exc:  # e.g. the router's data cannot load
         print(f"gateway cannot start: {exc}", file=sys.stderr)
         return 1
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="info (default) logs one line per request; warning keeps only problems")
     up.add_argument("--log-format", default="text", choices=["text", "json"], help="request log lines as text or JSON")
     up.add_argument("--hash-session-ids", action="store_true", help="log a hash of each session id, not the id")
+    up.add_argument("--otel", action="store_true",
+                    help="OpenTelemetry spans (needs the otel extra; export set by OTEL_* variables)")
     up.add_argument("--log-prompts", action="store_true",
                     help="debugging aid: include the latest user message in request logs (never keys)")
     up.set_defaults(func=cmd_up)

@@ -136,3 +136,24 @@ def test_traceparent_is_propagated_to_the_provider(gateway, fake_provider):
         assert r.status_code == 200 and r.headers["x-trace-id"] == "0af7651916cd43dd8448eb211c80319c"
     received = [req["headers"].get("traceparent") for req in fake_provider.requests()]
     assert received == [traceparent, traceparent]
+
+
+def test_otel_spans_continue_the_client_trace_and_reach_the_provider(start_gateway, fake_provider):
+    pytest.importorskip("opentelemetry.sdk")
+    gw = start_gateway(provider_config(fake_provider.url), env={"OTEL_TRACES_EXPORTER": "console"},
+                       args=("--otel",))
+    fake_provider.clear()
+    trace, client_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"traceparent": f"00-{trace}-{client_span}-01"},
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": SMALL_TALK}]}, timeout=30)
+    assert r.status_code == 200
+    _, sent_trace, sent_parent, _ = fake_provider.requests()[-1]["headers"]["traceparent"].split("-")
+    assert sent_trace == trace and sent_parent != client_span  # the provider's parent is our upstream span
+    deadline = time.monotonic() + 5
+    while '"name": "POST /v1/chat/completions"' not in gw.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    output = gw.output()
+    for name in ("gateway.decide", "gateway.upstream", "POST /v1/chat/completions"):
+        assert f'"name": "{name}"' in output
+    assert output.count(f'"trace_id": "0x{trace}"') == 3
+    assert f'"span_id": "0x{sent_parent}"' in output

@@ -51,7 +51,7 @@ def builtin_intents() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-9)
+    return v / max(float(np.dot(v, v)) ** 0.5, 1e-9)
 
 
 def _phrases(description: str) -> list[str]:
@@ -68,6 +68,9 @@ class EmbeddedRouter:
         self.routes = list(routes)
         self._encoder = load_encoder()
         self._table = np.asarray(self._encoder.embedding, dtype=np.float32)
+        tokenizer = self._encoder.tokenizer
+        # encode_batch_fast skips computing character offsets we never read (tokenizers >= 0.20)
+        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         self.borrowed: dict[str, str] = {}  # route name -> built-in intent it borrowed from
         anchors: dict[str, list[str]] = {}
         for route in self.routes:
@@ -95,10 +98,10 @@ class EmbeddedRouter:
         return np.stack([self._embed_one(t) for t in texts])
 
     def _embed_one(self, text: str) -> np.ndarray:
-        ids = self._encoder.tokenizer.encode(text.lower(), add_special_tokens=False).ids[:MAX_TOKENS]
+        ids = self._encode([text.lower()], add_special_tokens=False)[0].ids[:MAX_TOKENS]
         if not ids:
             return np.zeros(self._table.shape[1], dtype=np.float32)
-        return _unit(self._table[ids].mean(axis=0))
+        return _unit(self._table.take(ids, axis=0).sum(axis=0))  # the sum points where the mean does
 
     def _borrow(self, anchors: dict[str, list[str]]) -> None:
         """Give each route the prompts of the built-in intent its description best matches."""
