@@ -128,34 +128,43 @@ def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conns: int, dur
 
 def first_tokens(targets: dict[str, tuple[int, dict[str, str]]], path: str, body: dict[str, Any],
                  n: int) -> dict[str, dict[str, float]]:
-    """Time to the first streamed `data:` chunk, one request at a time over raw sockets.
+    """Time to the first streamed `data:` chunk, one request at a time on a keep-alive connection.
 
     The targets take turns request by request, so a noisy moment on the shared
-    machine lands on all of them alike.
+    machine lands on all of them alike. Keep-alive and back-to-back, like wrk
+    at c=1: with a new connection and idle gaps each process hop also pays for
+    waking from idle (about 0.5 ms per hop on this VM), which is not work the
+    gateway does.
     """
     payload = json.dumps(body).encode()
-    requests = {}
+    conns = {}
     for name, (port, headers) in targets.items():
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        requests[name] = (port, (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                 f"{head}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
-                          + payload)
+        request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   f"{head}Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+        conns[name] = (socket.create_connection(("127.0.0.1", port)), request)
     samples: dict[str, list[float]] = {name: [] for name in targets}
-    for i in range(n + 20):
-        for name, (port, request) in requests.items():
-            with socket.create_connection(("127.0.0.1", port)) as s:
+    try:
+        for i in range(n + 20):
+            for name, (sock, request) in conns.items():
                 t = time.perf_counter()
-                s.sendall(request)
+                sock.sendall(request)
                 seen = b""
                 while b"data:" not in seen:
-                    chunk = s.recv(65536)
+                    chunk = sock.recv(65536)
                     if not chunk:
                         raise RuntimeError(f"no stream from {name}: {seen[:200]!r}")
                     seen += chunk
                 if i >= 20:  # the first 20 rounds warm up
                     samples[name].append((time.perf_counter() - t) * 1000)
-                while s.recv(65536):
-                    pass
+                while not seen.endswith(b"\r\n0\r\n\r\n"):  # the end of the chunked body
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise RuntimeError(f"{name} closed the connection mid-stream")
+                    seen += chunk
+    finally:
+        for sock, _ in conns.values():
+            sock.close()
     out = {}
     for name, values in samples.items():
         values.sort()

@@ -105,39 +105,45 @@ class EventStream(StreamingResponse):
         self.on_close = on_close  # told how the stream ended: None, "stream_interrupted" or "client_disconnected"
         self.ending: str | None = "client_disconnected"
 
-    async def _stream(self, send: Send) -> None:
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for event in self.events:
-                if event.startswith(b'data: {"error"'):
-                    self.ending = "stream_interrupted"
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            if self.ending == "client_disconnected":
-                self.ending = None
-        finally:
-            await self.events.aclose()  # closes the upstream response whatever ended the stream  # type: ignore[attr-defined]
-            if self.on_close is not None:
-                self.on_close(self.ending)
+    async def _send_rest(self, send: Send) -> None:
+        async for event in self.events:
+            if event.startswith(b'data: {"error"'):
+                self.ending = "stream_interrupted"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.ending == "client_disconnected":
+            self.ending = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        streaming = asyncio.ensure_future(self._stream(send))
-        watcher = asyncio.ensure_future(disconnected())
         try:
-            await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
+            # The first event is already here: send it from this task, before any
+            # task switch, so the time to first token is not spent scheduling.
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            first = await anext(self.events)
+            if first.startswith(b'data: {"error"'):
+                self.ending = "stream_interrupted"
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            streaming = asyncio.ensure_future(self._send_rest(send))
+            watcher = asyncio.ensure_future(disconnected())
+            try:
+                await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (watcher, streaming):
+                    if not task.done():
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)
+            if not streaming.cancelled() and streaming.exception() is not None:
+                raise streaming.exception()  # type: ignore[misc]
+        except (OSError, StopAsyncIteration):
+            pass  # the client went away mid-send, or an empty stream: nothing more to say
         finally:
-            for task in (watcher, streaming):
-                if not task.done():
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-        if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
-            exc = streaming.exception()
-            if not isinstance(exc, OSError):  # the client went away mid-send: nothing to report
-                raise exc  # type: ignore[misc]
+            await self.events.aclose()  # closes the upstream response whatever ended the stream  # type: ignore[attr-defined]
+            if self.on_close is not None:
+                self.on_close(self.ending)
 
 
 class InFlight:
