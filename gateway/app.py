@@ -207,7 +207,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
                      outcome=decision.outcome)
         return body, decision, key
 
-    def finish(record: RequestRecord, headers: dict[str, str]) -> None:
+    def stamp_overhead(record: RequestRecord, headers: dict[str, str]) -> None:
         headers["X-Gateway-Overhead-Ms"] = f"{record.overhead() * 1000:.3f}"
 
     async def routing_decision(request: Request) -> Response:
@@ -222,7 +222,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
             payload["session_id"] = decision.session_id
         payload["pinned"] = decision.pinned
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
-        finish(record, headers)
+        stamp_overhead(record, headers)
         gw.observer.finish(record)
         return JSONResponse(payload, headers=headers)
 
@@ -244,7 +244,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         except GatewayError as exc:
             record.status, record.error = exc.status, exc.code
             record.upstream_seconds = getattr(exc, "upstream_seconds", 0.0)
-            finish(record, headers)
+            stamp_overhead(record, headers)
             gw.observer.finish(record)
             return error_response(exc, headers)
         record.served_by, record.upstream_seconds, record.usage = (
@@ -255,7 +255,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
                 await gw.decider.repin(key, decision, answer.provider)
             headers.update({"X-Router-Model": answer.provider.model, "X-Router-Pinned": "false",
                             "X-Router-Failover": f"{decision.model} -> {answer.provider.model}"})
-        finish(record, headers)
+        stamp_overhead(record, headers)
         if answer.stream is None:
             gw.observer.finish(record)
             return Response(answer.body, media_type="application/json", headers=headers)

@@ -117,13 +117,18 @@ class FakeProvider:
 
     # -- OpenAI -----------------------------------------------------------
 
-    async def openai(self, request: Request) -> Response:
+    async def _receive(self, request: Request) -> tuple[dict[str, Any], list[dict[str, Any]], str, str | None,
+                                                         Response | None]:
+        """Read and record a request; (body, messages, model, fault, early answer if the fault is one)."""
         body = await request.json()
         self._remember(request, body)
         messages = body.get("messages") or []
         model = body.get("model", "unknown")
         fault = self._fault(messages, model)
-        early = await self._pre_answer_fault(fault, messages)
+        return body, messages, model, fault, await self._pre_answer_fault(fault, messages)
+
+    async def openai(self, request: Request) -> Response:
+        body, messages, model, fault, early = await self._receive(request)
         if early is not None:
             return early
         system = " ".join(self._text(m.get("content")) for m in messages if m.get("role") == "system")
@@ -199,12 +204,7 @@ class FakeProvider:
                 "name": tools[answered].get("name", "tool"), "input": {}}
 
     async def anthropic(self, request: Request) -> Response:
-        body = await request.json()
-        self._remember(request, body)
-        messages = body.get("messages") or []
-        model = body.get("model", "unknown")
-        fault = self._fault(messages, model)
-        early = await self._pre_answer_fault(fault, messages)
+        body, messages, model, fault, early = await self._receive(request)
         if early is not None:
             return early
         system = body.get("system") or ""

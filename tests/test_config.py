@@ -14,30 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
-SEED_CONFIG = """\
-version: v0.3.0
-listeners:
-  - type: model
-    name: model_listener
-    port: 12000
-model_providers:
-  - model: openai/gpt-4o-mini
-    access_key: $OPENAI_API_KEY
-    default: true
-  - model: openai/gpt-4o
-    access_key: $OPENAI_API_KEY
-    routing_preferences:
-      - name: complex_reasoning
-        description: complex reasoning tasks, multi-step analysis, or detailed explanations
-  - model: anthropic/claude-sonnet-4-20250514
-    access_key: $ANTHROPIC_API_KEY
-    routing_preferences:
-      - name: code_generation
-        description: generating new code, writing functions, or creating boilerplate
-routing:
-  session_ttl_seconds: 600
-  session_max_entries: 10000
-"""
+SEED_CONFIG = (REPO / "config.yaml").read_text()  # the seed document's config, bundled as is
 
 
 def parse(text: str, env: dict[str, str] | None = None):
