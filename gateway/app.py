@@ -6,14 +6,14 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -21,12 +21,13 @@ from . import validation
 from .config import Config
 from .conversation import user_turns
 from .decision import Decider, Decision
-from .errors import GatewayError, NotFound, Unauthorized
+from .errors import GatewayError, NotFound, Unauthorized, Unavailable
 from .forwarding import Forwarder
 from .metrics import Metrics
 from .observe import Observer, RequestRecord
 from .pins import MemoryPinStore, PinStore
 from .routers import Router, build_router
+from .sse import EventStream
 from .tracing import Tracing, annotate
 
 log = logging.getLogger("gateway.app")
@@ -87,63 +88,6 @@ class Gateway:
         if self.tenant_header:
             parts.append(request.headers.get(self.tenant_header, ""))
         return "".join(f"{len(p)}:{p}/" for p in parts) + session_id
-
-
-class EventStream(StreamingResponse):
-    """An SSE response relaying finished event bytes; a client that hangs up cancels the upstream at once.
-
-    sse-starlette's EventSourceResponse does the same with more machinery (a task
-    group, pings, a lock per event) and measured 45% slower per streamed request
-    here (README, Performance); providers send their own keep-alives, which the
-    relay passes on.
-    """
-
-    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str],
-                 on_close: Callable[[str | None], None] | None = None) -> None:
-        super().__init__(events, headers={**headers, "Cache-Control": "no-cache"}, media_type="text/event-stream")
-        self.events = events
-        self.on_close = on_close  # told how the stream ended: None, "stream_interrupted" or "client_disconnected"
-        self.ending: str | None = "client_disconnected"
-
-    async def _send_rest(self, send: Send) -> None:
-        async for event in self.events:
-            if event.startswith(b'data: {"error"'):
-                self.ending = "stream_interrupted"
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if self.ending == "client_disconnected":
-            self.ending = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        try:
-            # The first event is already here: send it from this task, before any
-            # task switch, so the time to first token is not spent scheduling.
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            first = await anext(self.events)
-            if first.startswith(b'data: {"error"'):
-                self.ending = "stream_interrupted"
-            await send({"type": "http.response.body", "body": first, "more_body": True})
-            streaming = asyncio.ensure_future(self._send_rest(send))
-            watcher = asyncio.ensure_future(disconnected())
-            try:
-                await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (watcher, streaming):
-                    if not task.done():
-                        task.cancel()
-                        await asyncio.gather(task, return_exceptions=True)
-            if not streaming.cancelled() and streaming.exception() is not None:
-                raise streaming.exception()  # type: ignore[misc]
-        except (OSError, StopAsyncIteration):
-            pass  # the client went away mid-send, or an empty stream: nothing more to say
-        finally:
-            await self.events.aclose()  # closes the upstream response whatever ended the stream  # type: ignore[attr-defined]
-            if self.on_close is not None:
-                self.on_close(self.ending)
 
 
 class InFlight:
@@ -274,7 +218,10 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
 
     async def show_session(request: Request) -> Response:
         session_id, key = admin_key(request)
-        found = await gw.decider.store.peek(key)
+        try:
+            found = await gw.decider.store.peek(key)
+        except Exception as exc:
+            raise Unavailable(f"the pin store is unreachable ({type(exc).__name__}); try again when it is back") from None
         if found is None:
             raise NotFound(f"no live pin for session {session_id!r} (never pinned, expired or evicted)")
         pin, left = found
@@ -284,7 +231,11 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
 
     async def unpin_session(request: Request) -> Response:
         session_id, key = admin_key(request)
-        if not await gw.decider.unpin(key):
+        try:
+            deleted = await gw.decider.unpin(key)
+        except Exception as exc:
+            raise Unavailable(f"the pin store is unreachable ({type(exc).__name__}); try again when it is back") from None
+        if not deleted:
             raise NotFound(f"no live pin for session {session_id!r}; nothing to unpin")
         return JSONResponse({"session_id": session_id, "deleted": True})
 

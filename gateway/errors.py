@@ -49,6 +49,12 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class Unavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "unavailable"
+
+
 class UpstreamError(GatewayError):
     """The provider failed; `transient` failures may be retried or failed over."""
 

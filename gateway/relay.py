@@ -142,7 +142,9 @@ async def _events(provider: Provider, response: aiohttp.ClientResponse) -> Async
             for event in events:
                 data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
                 if not data:
-                    continue  # comments and keep-alives
+                    if event.startswith(b":"):
+                        out.append(event + b"\n\n")  # a keep-alive comment: the client's idle timers want it too
+                    continue
                 if data == b"[DONE]":
                     done = True
                     out.append(b"data: [DONE]\n\n")

@@ -142,6 +142,8 @@ def test_redis_outage_degrades_to_unpinned_routing_and_pins_resume(start_gateway
         assert all(b["pinned"] is False for b in bodies)
         assert {b["model"] for b in bodies} == {GPT4O, CLAUDE}  # routed per request while pins are unavailable
         assert forward(gw.url, CODE_PROMPT, sid).status_code == 200
+        admin = httpx.get(f"{gw.url}/routing/v1/sessions/{sid}")
+        assert admin.status_code == 503 and "pin store is unreachable" in admin.json()["error"]["message"]
 
         redis = start_redis()  # an empty Redis: the old pin is gone, new pins work again
         time.sleep(1.2)  # the store waits a second between attempts during an outage
