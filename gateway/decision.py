@@ -44,8 +44,6 @@ class DecisionStats:
     pinned: int = 0  # pin store hits
     misses: int = 0  # session requests that found no pin
     router_failed: int = 0
-    router_calls: int = 0
-    router_seconds: float = 0.0
     store_errors: int = 0
 
 
@@ -161,7 +159,6 @@ class Decider:
             self.stats.no_route += 1
             return Decision(fallback, None, False, session_id, "no_route")
         started = time.perf_counter()
-        self.stats.router_calls += 1
         try:
             route_name = await self.router.route(body["messages"])
         except RouterError as exc:
@@ -169,10 +166,8 @@ class Decider:
             log.warning("router failed, serving %s unpinned: %s", fallback.model, exc)
             return Decision(fallback, None, False, session_id, "router_failed")
         finally:
-            elapsed = time.perf_counter() - started
-            self.stats.router_seconds += elapsed
             if self._observe_router is not None:
-                self._observe_router(elapsed)
+                self._observe_router(time.perf_counter() - started)
         route = next((r for r in self.config.routes if r.name == route_name), None)
         if route is None:
             self.stats.no_route += 1

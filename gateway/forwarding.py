@@ -95,8 +95,6 @@ class Forwarder:
         self.metrics = metrics
         self.relay = Relay() if config.openai_relay else None
         self.secrets = [p.access_key for p in config.providers if p.access_key]
-        self.retries = 0
-        self.failovers = 0
 
     def scrub(self, text: str) -> str:
         """`text` with every configured provider key masked."""
@@ -124,7 +122,6 @@ class Forwarder:
         spent = 0.0  # time inside provider calls, failed ones included (backoff sleeps are ours)
         for i, candidate in enumerate(self.candidates(provider)):
             if i > 0:
-                self.failovers += 1
                 log.warning("failing over from %s to %s: %s", provider.model, candidate.model, last)
             for attempt in range(self.config.max_retries + 1):
                 attempts += 1
@@ -142,7 +139,8 @@ class Forwarder:
                     if exc.code == "provider_key_missing":
                         break  # retrying cannot help; the next candidate might
                     if attempt < self.config.max_retries:
-                        self.retries += 1
+                        if self.metrics is not None:
+                            self.metrics.retries.labels(candidate.model).inc()
                         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                     continue
                 elapsed = time.perf_counter() - started

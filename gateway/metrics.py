@@ -37,6 +37,8 @@ class Metrics:
                                   ["endpoint"], registry=r, buckets=OVERHEAD_BUCKETS)
         self.failovers = Counter("gateway_failovers", "Requests served by another model than decided",
                                  ["from_model", "to_model"], registry=r)
+        self.retries = Counter("gateway_retries", "Provider calls retried after a transient failure",
+                               ["provider"], registry=r)
         self.upstream_errors = Counter("gateway_upstream_errors", "Failed provider calls, by provider and status",
                                        ["provider", "status"], registry=r)
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served now", registry=r)

@@ -43,8 +43,6 @@ class RedisPinStore:
             health_check_interval=30, decode_responses=True)
         self._down_since: float | None = None
         self._next_try = 0.0
-        self.errors = 0
-        self.outages = 0
 
     @staticmethod
     def _key(key: str) -> str:
@@ -54,15 +52,12 @@ class RedisPinStore:
         """Run one Redis command, failing fast while an outage is known."""
         now = time.monotonic()
         if self._down_since is not None and now < self._next_try:
-            self.errors += 1
             raise PinStoreUnavailable("redis is unreachable (retrying shortly)")
         try:
             result = await getattr(self._redis, command)(*args)
         except (RedisError, OSError, TimeoutError) as exc:
-            self.errors += 1
             if self._down_since is None:
                 self._down_since = now
-                self.outages += 1
                 log.warning("redis pin store at %s unreachable (%s); routing without pins until it returns",
                             _safe_url(self.url), type(exc).__name__)
             self._next_try = now + RETRY_AFTER
