@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -154,11 +154,18 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     def stamp_overhead(record: RequestRecord, headers: dict[str, str]) -> None:
         headers["X-Gateway-Overhead-Ms"] = f"{record.overhead() * 1000:.3f}"
 
-    async def routing_decision(request: Request) -> Response:
-        with tracing.request(ROUTING, request.headers):
-            return await _routing_decision(request)
+    Handler = Callable[[Request], Awaitable[Response]]
 
-    async def _routing_decision(request: Request) -> Response:
+    def traced(endpoint: str, handler: Handler) -> Handler:
+        """`handler` inside the request's tracing span (free when tracing is off)."""
+
+        async def run(request: Request) -> Response:
+            with tracing.request(endpoint, request.headers):
+                return await handler(request)
+
+        return run
+
+    async def routing_decision(request: Request) -> Response:
         record = RequestRecord(ROUTING)
         body, decision, _ = await decide(request, record)
         payload: dict[str, Any] = {"model": decision.model, "route": decision.route, "trace_id": record.trace_id}
@@ -171,10 +178,6 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         return JSONResponse(payload, headers=headers)
 
     async def chat_completions(request: Request) -> Response:
-        with tracing.request(CHAT, request.headers):
-            return await _chat_completions(request)
-
-    async def _chat_completions(request: Request) -> Response:
         record = RequestRecord(CHAT)
         body, decision, key = await decide(request, record)
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
@@ -283,8 +286,8 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
 
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/routing/v1/chat/completions", routing_decision, methods=["POST"]),
+            Route(CHAT, traced(CHAT, chat_completions), methods=["POST"]),
+            Route(ROUTING, traced(ROUTING, routing_decision), methods=["POST"]),
             Route("/routing/v1/sessions/{session_id:path}", show_session, methods=["GET"]),
             Route("/routing/v1/sessions/{session_id:path}", unpin_session, methods=["DELETE"]),
             Route("/v1/models", list_models, methods=["GET"]),
