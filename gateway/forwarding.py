@@ -49,7 +49,7 @@ class Answer:
     stream: AsyncIterator[bytes] | None = None
     attempts: int = 1
     upstream_seconds: float = 0.0  # the answering call: until the whole body, or the first event
-    usage: dict[str, int] | None = None
+    usage: dict[str, int] | None = None  # for a stream, filled in when its usage chunk passes by
 
 
 def api_base(provider: Provider) -> str | None:
@@ -190,7 +190,8 @@ class Forwarder:
             raise
         except Exception as exc:
             raise self._translate(provider, exc) from None
-        return Answer(provider, stream=self._relay(provider, first, stream))
+        usage: dict[str, int] = {}
+        return Answer(provider, stream=self._relay(provider, first, stream, usage), usage=usage)
 
     def _kwargs(self, provider: Provider, body: dict[str, Any], extra_headers: dict[str, str] | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -247,12 +248,15 @@ class Forwarder:
                                  status=502, transient=False, code="upstream_not_found")
         return UpstreamError(f"provider {name} failed ({status or 'error'}): {detail}", status=502)
 
-    async def _relay(self, provider: Provider, first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async def _relay(self, provider: Provider, first: Any, rest: AsyncIterator[Any],
+                     usage: dict[str, int]) -> AsyncIterator[bytes]:
         """SSE events: litellm's chunks as OpenAI sends them, then [DONE], or an error event."""
         try:
             yield _event(chunk_body(first))
             async for chunk in rest:
-                yield _event(chunk_body(chunk))
+                body = chunk_body(chunk)
+                usage.update(body.get("usage") or {})
+                yield _event(body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a stream broken midway: report it in-band, then end

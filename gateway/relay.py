@@ -50,7 +50,10 @@ class Relay:
 
     async def send(self, provider: Provider, url: str, body: dict[str, Any],
                    headers: dict[str, str]) -> tuple[bytes | None, AsyncIterator[bytes] | None, dict | None]:
-        """POST `body` for `provider`: (JSON bytes, None, usage) or (None, SSE event bytes, None)."""
+        """POST `body` for `provider`: (JSON bytes, None, usage) or (None, SSE event bytes, usage).
+
+        A stream's usage dict is filled in when its usage chunk passes by.
+        """
         payload = json.dumps({**body, "model": provider.model_name}, separators=(",", ":")).encode()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(provider.timeout, 10.0),
                                         sock_read=provider.timeout)
@@ -70,7 +73,8 @@ class Relay:
                 usage = _check_json(provider, raw).get("usage")
                 response.release()
                 return raw, None, usage if isinstance(usage, dict) else None
-            events = _events(provider, response)
+            usage: dict[str, int] = {}
+            events = _events(provider, response, usage)
             first = await anext(events)  # failures before the first byte can still fail over
         except asyncio.TimeoutError:
             response.close()
@@ -86,7 +90,7 @@ class Relay:
         except BaseException:
             response.close()
             raise
-        return None, _prepend(first, events), None
+        return None, _prepend(first, events), usage
 
 
 def _check_json(provider: Provider, raw: bytes) -> dict[str, Any]:
@@ -124,7 +128,8 @@ async def _status_error(provider: Provider, response: aiohttp.ClientResponse) ->
                          transient=False, code="upstream_bad_request")
 
 
-async def _events(provider: Provider, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _events(provider: Provider, response: aiohttp.ClientResponse,
+                  usage: dict[str, int]) -> AsyncIterator[bytes]:
     """Checked SSE events from the response, ending with [DONE] or an error event.
 
     Events that arrive in one network read are yielded together, so a burst of
@@ -150,7 +155,9 @@ async def _events(provider: Provider, response: aiohttp.ClientResponse) -> Async
                     out.append(b"data: [DONE]\n\n")
                     break
                 try:
-                    json.loads(data)
+                    chunk = json.loads(data)
+                    if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                        usage.update(chunk["usage"])
                 except ValueError:
                     out.append(_error_event(f"provider {provider.model} sent an unreadable stream chunk"))
                     broken = True

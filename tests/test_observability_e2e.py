@@ -92,12 +92,16 @@ def test_request_log_lines_are_json_with_the_fields_to_explain_a_session(observe
     gw = observed
     sid = f"explain-{uuid.uuid4()}"
     post(gw, "/routing/v1/chat/completions", CODE_PROMPT, sid)
-    r = post(gw, "/v1/chat/completions", REASONING_PROMPT, sid, stream_options={"include_usage": True})
+    r = post(gw, "/v1/chat/completions", REASONING_PROMPT, sid)
     assert r.status_code == 200
-    lines = json_log_lines(gw, lambda ls: sum(line.get("session_id") == sid for line in ls) >= 2)
+    streamed = post(gw, "/v1/chat/completions", REASONING_PROMPT, sid, stream=True,
+                    stream_options={"include_usage": True})
+    assert streamed.status_code == 200
+    lines = json_log_lines(gw, lambda ls: sum(line.get("session_id") == sid for line in ls) >= 3)
     mine = [line for line in lines if line.get("session_id") == sid]
-    assert [line["endpoint"] for line in mine] == ["/routing/v1/chat/completions", "/v1/chat/completions"]
-    first, second = mine
+    assert [line["endpoint"] for line in mine] == ["/routing/v1/chat/completions"] + ["/v1/chat/completions"] * 2
+    first, second, third = mine
+    assert third["pinned"] is True and third["prompt_tokens"] > 0 and third["completion_tokens"] > 0
     assert (first["route"], first["model"], first["pinned"], first["outcome"]) == (
         "code_generation", CLAUDE, False, "routed")
     assert (second["route"], second["model"], second["pinned"], second["outcome"]) == (
