@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -252,7 +253,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         return JSONResponse({"object": "list", "data": data})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "router": gw.decider.router.name,
+        return JSONResponse({"status": "ok", "router": gw.decider.router.name, "pid": os.getpid(),
                              "pins": await _safe_size(gw.decider.store), "tasks": len(asyncio.all_tasks())})
 
     async def metrics(request: Request) -> Response:
@@ -304,8 +305,6 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
 
 def app_from_env() -> Starlette:
     """App factory for worker processes: `gateway up --workers N` passes its settings in the environment."""
-    import os
-
     from .config import load_config
     from .logs import configure
 

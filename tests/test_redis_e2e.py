@@ -201,6 +201,11 @@ def test_gateway_keys_are_required_and_each_key_is_its_own_tenant(start_gateway,
 
 def test_workers_share_pins_through_redis(start_gateway, fake_provider):
     gw = start_gateway(redis_config(fake_provider.url), args=("--workers", "2"))
+    deadline = time.monotonic() + 20
+    pids = set()
+    while len(pids) < 2 and time.monotonic() < deadline:  # each new connection may land on either worker
+        pids.add(httpx.get(f"{gw.url}/healthz").json()["pid"])
+    assert len(pids) == 2, "both workers should be serving"
     for _ in range(5):
         sid = str(uuid.uuid4())
         with ThreadPoolExecutor(max_workers=8) as pool:
