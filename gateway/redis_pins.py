@@ -14,6 +14,9 @@ import logging
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .pins import Pin
@@ -39,8 +42,11 @@ class RedisPinStore:
         # Redis's own maxmemory policy bounds memory (see README).
         self.max_entries = max_entries
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=OP_TIMEOUT, socket_connect_timeout=OP_TIMEOUT,
-            health_check_interval=30, decode_responses=True)
+            url, socket_timeout=OP_TIMEOUT, socket_connect_timeout=OP_TIMEOUT, health_check_interval=30,
+            decode_responses=True,
+            # A pooled connection that Redis, a proxy or a NAT dropped while idle fails
+            # its next command; one immediate retry on a fresh connection hides that.
+            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
         self._down_since: float | None = None
         self._next_try = 0.0
 

@@ -223,3 +223,17 @@ def test_several_workers_with_the_memory_store_refuse_to_start(tmp_path, fake_pr
                             env={**__import__("os").environ, "TEST_OPENAI_KEY": "x", "TEST_ANTHROPIC_KEY": "y"})
     assert result.returncode == 1
     assert "session_cache" in result.stderr and "redis" in result.stderr
+
+
+def test_a_dropped_idle_redis_connection_is_reestablished_without_losing_the_pin(start_gateway, fake_provider):
+    import redis
+
+    gw = start_gateway(redis_config(fake_provider.url))
+    sid = str(uuid.uuid4())
+    assert decide(gw.url, CODE_PROMPT, sid).json()["pinned"] is False
+    admin = redis.Redis.from_url(REDIS_URL)
+    killed = admin.client_kill_filter(_type="normal", skipme=True)  # what an idle timeout or a proxy would do
+    assert killed >= 1
+    after = decide(gw.url, REASONING_PROMPT, sid).json()
+    assert after["pinned"] is True and after["model"] == CLAUDE
+    assert "unreachable" not in gw.output()
