@@ -139,17 +139,18 @@ class Decider:
 
     async def _pin(self, key: str, decision: Decision) -> Decision:
         now = time.time()
+        ours = Pin(decision.model, decision.route, now, now)
         try:
-            stored = await self.store.put_if_absent(key, Pin(decision.model, decision.route, now, now))
+            stored = await self.store.put_if_absent(key, ours)
         except Exception as exc:  # fail open: serve the decision, unpinned
             self.stats.store_errors += 1
             log.debug("pin store write failed, serving unpinned: %s", exc)
             return decision
-        if stored.model != decision.model or stored.route != decision.route:
-            # Another process pinned this session first; follow its choice.
-            provider = self.config.find(stored.model)
-            if provider is not None:
-                return Decision(provider, stored.route, True, decision.session_id, "pinned")
+        provider = self.config.find(stored.model) if stored is not ours else None
+        if provider is not None:
+            # Another request (here or on another replica) pinned this session
+            # between our lookup and our write: follow its pin, as pinned.
+            return Decision(provider, stored.route, True, decision.session_id, "pinned")
         return decision
 
     async def _route(self, body: dict[str, Any], requested: Provider | None,

@@ -223,3 +223,16 @@ def test_a_million_distinct_sessions_leave_the_store_bounded_by_max_entries():
     assert run(decider.store.size()) == 10_000
     assert decider.store.evictions == 990_000
     assert grown < 20_000, f"RSS grew {grown} KiB after 900,000 more sessions"
+
+
+def test_a_pin_written_between_lookup_and_write_is_reported_pinned_even_when_it_agrees(decider):
+    """The session was pinned (to the same model) after this request looked: it must say pinned, not first."""
+    class LateStore(MemoryPinStore):
+        async def get(self, key):
+            found = await super().get(key)
+            await super().put_if_absent(key, Pin("anthropic/claude-sonnet-4-20250514", "code", 0.0, 0.0))
+            return found  # what this request saw before the other one's write landed
+
+    late = Decider(decider.config, ScriptedRouter(), LateStore(ttl=600, max_entries=10))
+    decision = run(late.decide(body("code"), "s7", "s7"))
+    assert (decision.model, decision.pinned, decision.outcome) == ("anthropic/claude-sonnet-4-20250514", True, "pinned")
