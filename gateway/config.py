@@ -27,7 +27,7 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # Providers whose wire format is OpenAI's chat completions. For these the
 # gateway appends `/v1` to a root `base_url`; others are passed to litellm as is.
 OPENAI_COMPATIBLE = {
-    "openai", "ollama_chat", "groq", "deepseek", "mistral", "together_ai", "xai",
+    "openai", "ollama", "ollama_chat", "groq", "deepseek", "mistral", "together_ai", "xai",
     "openrouter", "fireworks_ai", "deepinfra", "perplexity", "hosted_vllm", "vllm",
     "lm_studio", "moonshot",
 }
