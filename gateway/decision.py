@@ -41,8 +41,8 @@ class DecisionStats:
 
     routed: int = 0
     no_route: int = 0
-    pinned: int = 0  # pin store hits
-    misses: int = 0  # session requests that found no pin
+    hits: int = 0  # session requests whose pin was in the store
+    misses: int = 0  # session requests that found no pin there
     router_failed: int = 0
     store_errors: int = 0
 
@@ -85,7 +85,7 @@ class Decider:
 
         pin = await self._get_pin(session_key)
         if pin is not None:
-            self.stats.pinned += 1
+            self.stats.hits += 1
             return Decision(self.config.find(pin.model), pin.route, True, session_id, "pinned")  # type: ignore[arg-type]
         self.stats.misses += 1
 
@@ -94,7 +94,6 @@ class Decider:
             first = await asyncio.shield(waiting)
             if first.outcome == "router_failed":  # nothing was pinned; this request routes for itself
                 return await self._route(body, requested, session_id)
-            self.stats.pinned += 1
             return Decision(first.provider, first.route, True, session_id, "pinned")
 
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()

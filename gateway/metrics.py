@@ -63,7 +63,7 @@ class _StoreCollector:
     def collect(self):  # type: ignore[no-untyped-def]
         ops = CounterMetricFamily("gateway_pin_store_operations", "Pin store lookups and failures",
                                   labels=["result"])
-        ops.add_metric(["hit"], self.stats.pinned)
+        ops.add_metric(["hit"], self.stats.hits)
         ops.add_metric(["miss"], self.stats.misses)
         ops.add_metric(["error"], self.stats.store_errors)
         yield ops

@@ -24,10 +24,13 @@ class EventStream(StreamingResponse):
         self.on_close = on_close  # told how the stream ended: None, "stream_interrupted" or "client_disconnected"
         self.ending: str | None = "client_disconnected"
 
+    def _note(self, event: bytes) -> None:
+        if event.startswith(b'data: {"error"'):  # the in-band error both forwarding paths end a broken stream with
+            self.ending = "stream_interrupted"
+
     async def _send_rest(self, send: Send) -> None:
         async for event in self.events:
-            if event.startswith(b'data: {"error"'):
-                self.ending = "stream_interrupted"
+            self._note(event)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.ending == "client_disconnected":
@@ -43,8 +46,7 @@ class EventStream(StreamingResponse):
             # task switch, so the time to first token is not spent scheduling.
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             first = await anext(self.events)
-            if first.startswith(b'data: {"error"'):
-                self.ending = "stream_interrupted"
+            self._note(first)
             await send({"type": "http.response.body", "body": first, "more_body": True})
             streaming = asyncio.ensure_future(self._send_rest(send))
             watcher = asyncio.ensure_future(disconnected())

@@ -127,6 +127,8 @@ def test_concurrent_first_requests_share_one_routing_run(decider):
     assert len({d.model for d in decisions}) == 1
     assert sum(not d.pinned for d in decisions) == 1
     assert decider.router.calls == 1
+    # Every request looked before the pin existed: 100 store misses, no store hits counted twice.
+    assert (decider.stats.misses, decider.stats.hits) == (100, 0)
 
 
 def test_a_pin_written_first_by_another_instance_wins(decider):
