@@ -1,12 +1,18 @@
 """The benchmark suite: the gateway against a bare endpoint, direct calls, and LiteLLM's proxy.
 
     python benchmarks/run.py [--duration 5] [--latency-ms 0] [--chunks 20] [--skip-proxy]
+                             [--gateway-src DIR]
 
 Starts everything itself on loopback: the fake provider, a bare FastAPI echo
 endpoint, the gateway (one worker) and LiteLLM's proxy (installed by
 `benchmarks/setup.sh` into benchmarks/.venv-proxy) against the same fake
 provider. Load comes from wrk at concurrency 1 and 50; time to first token
-from a raw-socket client at concurrency 1. Prints one table and writes it as
+from a raw-socket client at concurrency 1. A realistic stream profile (a second
+fake provider sending 30 chunks 20 ms apart) runs 200 concurrent streams
+through the gateway and directly, in alternating rounds, counting every chunk.
+`--gateway-src DIR` runs the gateway from another checkout (e.g. a `git
+worktree` of an older commit) so a before/after pair shares one harness.
+Prints one table and writes it as
 JSON to benchmarks/results/. Every comparison is a ratio measured in this run.
 """
 
@@ -172,6 +178,72 @@ def first_tokens(targets: dict[str, tuple[int, dict[str, str]]], path: str, body
     return out
 
 
+REALISTIC_CHUNKS = 30
+REALISTIC_PROMPT = "Summarise the plot of a long novel about a lighthouse keeper, in detail. " * 4
+
+
+def realistic_streams(targets: dict[str, tuple[str, dict[str, str]]], concurrency: int,
+                      rounds: int) -> dict[str, dict[str, float]]:
+    """`concurrency` streams at once against each target in turn, `rounds` times.
+
+    Per target: time to first content chunk (p50/p99 over every stream), the
+    content chunks each stream should have carried against those that arrived,
+    and failed streams. Rounds alternate between targets so noise lands on both.
+    """
+    import asyncio
+
+    import aiohttp
+
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": REALISTIC_PROMPT}]}
+
+    async def one(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[float, int, bool]:
+        started = time.perf_counter()
+        ttft, chunks, done = float("nan"), 0, False
+        async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as response:
+            buffer = b""
+            async for piece in response.content.iter_any():
+                buffer += piece
+                *events, buffer = buffer.split(b"\n\n")
+                for event in events:
+                    if event == b"data: [DONE]":
+                        done = True
+                    elif event.startswith(b"data: {") and _content(event[6:]):
+                        if chunks == 0:
+                            ttft = (time.perf_counter() - started) * 1000
+                        chunks += 1
+        return ttft, chunks, done and response.status == 200
+
+    async def run() -> dict[str, dict[str, float]]:
+        samples: dict[str, list[tuple[float, int, bool]]] = {name: [] for name in targets}
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for i in range(rounds + 1):
+                for name, (url, headers) in targets.items():
+                    got = await asyncio.gather(*(one(session, url, headers) for _ in range(concurrency)),
+                                               return_exceptions=True)
+                    if i:  # round 0 warms up connections
+                        samples[name] += [g if isinstance(g, tuple) else (float("nan"), 0, False) for g in got]
+        out = {}
+        for name, values in samples.items():
+            ttfts = sorted(v[0] for v in values if v[0] == v[0])
+            out[name] = {"streams": len(values), "failed": sum(1 for v in values if not v[2]),
+                         "chunks_expected": len(values) * REALISTIC_CHUNKS,
+                         "chunks_received": sum(v[1] for v in values),
+                         "ttft_p50_ms": statistics.median(ttfts) if ttfts else float("nan"),
+                         "ttft_p99_ms": ttfts[int(len(ttfts) * 0.99) - 1] if ttfts else float("nan")}
+        return out
+
+    return asyncio.run(run())
+
+
+def _content(data: bytes) -> str:
+    try:
+        choices = json.loads(data).get("choices") or [{}]
+        return choices[0].get("delta", {}).get("content") or ""
+    except (ValueError, AttributeError):
+        return ""
+
+
 def warm_up(port: int, body: dict[str, Any], headers: dict[str, str]) -> None:
     import urllib.request
 
@@ -230,7 +302,9 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the fake provider's fixed latency")
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
     parser.add_argument("--skip-proxy", action="store_true", help="do not run LiteLLM's proxy")
+    parser.add_argument("--gateway-src", help="run the gateway from this checkout instead of this one")
     args = parser.parse_args()
+    gw_env = {"PYTHONPATH": str(Path(args.gateway_src).resolve())} if args.gateway_src else {}
     RESULTS.mkdir(exist_ok=True)
     if not shutil.which("wrk") or (not args.skip_proxy and not (PROXY_VENV / "bin" / "litellm").exists()):
         subprocess.run(["bash", str(HERE / "setup.sh")], check=True)
@@ -240,7 +314,7 @@ def main() -> int:
     results: dict[str, Any] = {"settings": vars(args), "cpus": os.cpu_count()}
     try:
         fake_port, echo_port, gw_port, proxy_port = free_port(), free_port(), free_port(), free_port()
-        fake, _ = start("fake_provider", [py, "-m", "gateway.fake_provider", "--port", str(fake_port),
+        fake, _ = start("fake_provider", [py, "-m", "gateway.testing.fake_provider", "--port", str(fake_port),
                                           "--latency-ms", str(args.latency_ms), "--chunks", str(args.chunks),
                                           "--no-record"], fake_port, "/healthz")
         services.append(fake)
@@ -251,10 +325,11 @@ def main() -> int:
         ready = []
         for _ in range(3):
             gw, seconds = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)],
-                                gw_port, "/healthz")
+                                gw_port, "/healthz", env=gw_env)
             ready.append(seconds)
             gw.stop()
-        gw, _ = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)], gw_port, "/healthz")
+        gw, _ = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)], gw_port, "/healthz",
+                      env=gw_env)
         services.append(gw)
         results["ready_s"] = statistics.median(ready)
         results["rss_idle_mib"] = gw.rss_mib()
@@ -303,6 +378,22 @@ def main() -> int:
                                          "/v1/chat/completions", stream_body, 100)
             results["ttft"]["proxy"] = against_proxy["proxy"]
             results["ttft"]["direct_with_proxy"] = against_proxy["direct"]
+
+        print("realistic streams: 30 chunks 20 ms apart, 200 at a time", flush=True)
+        slow_port = free_port()
+        slow, _ = start("fake_provider_slow", [py, "-m", "gateway.testing.fake_provider", "--port", str(slow_port),
+                                               "--chunks", str(REALISTIC_CHUNKS), "--chunk-delay-ms", "20",
+                                               "--no-record"], slow_port, "/healthz")
+        services.append(slow)
+        slow_gw_port = free_port()
+        slow_config = RESULTS / "gateway_slow_config.yaml"
+        slow_config.write_text(gateway_config(slow.url))
+        slow_gw, _ = start("gateway_slow", [py, "-m", "gateway", "up", str(slow_config), "--port", str(slow_gw_port)],
+                           slow_gw_port, "/healthz", env=gw_env)
+        services.append(slow_gw)
+        results["realistic"] = realistic_streams({"direct": (slow.url, {}), "gateway": (slow_gw.url, fwd_session)},
+                                                 concurrency=200, rounds=4)
+        print(f"  {results['realistic']}", flush=True)
 
         print("forwarding, Anthropic format (translated)", flush=True)
         claude_body = {"model": "claude-sonnet-4-20250514", **chat}
@@ -383,6 +474,14 @@ def report(r: dict[str, Any]) -> str:
             f"{added('gateway', 'direct', 50, 'p50_ms') / max(added('proxy', 'direct', 50, 'p50_ms'), 1e-9):.2f}", "<= 0.25")
         add("gateway / proxy req/s, Anthropic c=50", f"{ratio('gateway_anthropic@c50', 'proxy_anthropic@c50'):.1f}x "
             f"({runs['gateway_anthropic@c50']['rps']:.0f} vs {runs['proxy_anthropic@c50']['rps']:.0f})", ">= 2x")
+    if "realistic" in r:
+        real = r["realistic"]
+        g, dr = real["gateway"], real["direct"]
+        add("realistic streams c=200 (30 chunks, 20 ms apart)",
+            f"TTFT p50 {g['ttft_p50_ms']:.2f} ms (+{g['ttft_p50_ms'] - dr['ttft_p50_ms']:.2f} vs direct), "
+            f"p99 {g['ttft_p99_ms']:.2f} ms (+{g['ttft_p99_ms'] - dr['ttft_p99_ms']:.2f}); chunks "
+            f"{g['chunks_received']}/{g['chunks_expected']} (direct {dr['chunks_received']}/{dr['chunks_expected']}); "
+            f"failed streams {g['failed']}", "TTFT + < 1 ms, no lost chunks")
     add("resident memory idle", f"{r['rss_idle_mib']:.1f} MiB")
     add(f"after {r['pins_created']:,} pins", f"{r['rss_after_100k_pins_mib']:.1f} MiB (+{r['pins_cost_mib']:.1f})", "< +30 MiB")
     add("after 10k / 20k forwarded", f"{r['rss_after_10k_forwarded_mib']:.1f} / {r['rss_after_20k_forwarded_mib']:.1f} MiB",

@@ -31,7 +31,7 @@ start_fake_provider() {
   local port log
   port="$(_free_port)"
   log="$(mktemp -t fake-provider.XXXXXX.log)"
-  "$python" -m gateway.fake_provider --port "$port" >"$log" 2>&1 &
+  "$python" -m gateway.testing.fake_provider --port "$port" >"$log" 2>&1 &
   _started+=($!)
   export FAKE_PROVIDER_URL="http://127.0.0.1:${port}"
   _wait_for "$FAKE_PROVIDER_URL/healthz" "$!" "$log"

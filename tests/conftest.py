@@ -74,7 +74,7 @@ def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProv
     port = free_port()
     log = tmp_path_factory.mktemp("fake") / "fake_provider.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.fake_provider", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.testing.fake_provider", "--port", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

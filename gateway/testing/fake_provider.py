@@ -1,6 +1,6 @@
 """A fake LLM provider for tests, demos and benchmarks, speaking the real wire formats.
 
-    python -m gateway.fake_provider --port 9000 [--latency-ms 0] [--chunks 3]
+    python -m gateway.testing.fake_provider --port 9000 [--latency-ms 0] [--chunks 3] [--chunk-delay-ms 0]
 
 Serves OpenAI's `POST /v1/chat/completions` and Anthropic's `POST /v1/messages`,
 streamed (SSE) or not. The answer is deterministic: `[<model>] <last user text>`.
@@ -42,9 +42,10 @@ ROUTE_MARK = re.compile(r"ROUTE:(!?[\w-]+)")
 
 
 class FakeProvider:
-    def __init__(self, latency_ms: float = 0.0, chunks: int = 3) -> None:
+    def __init__(self, latency_ms: float = 0.0, chunks: int = 3, chunk_delay_ms: float = 0.0) -> None:
         self.latency = latency_ms / 1000
         self.chunks = max(1, chunks)
+        self.chunk_delay = chunk_delay_ms / 1000  # pause before every content chunk after the first
         self.requests: list[dict[str, Any]] = []
         self.events: list[str] = []
         self.record = True
@@ -102,8 +103,9 @@ class FakeProvider:
         return None
 
     def _split(self, text: str) -> list[str]:
-        size = max(1, -(-len(text) // self.chunks))
-        return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+        """`text` in `self.chunks` pieces (fewer only when it is shorter than that)."""
+        n = min(self.chunks, len(text)) or 1
+        return [text[i * len(text) // n:(i + 1) * len(text) // n] for i in range(n)]
 
     async def _watch(self, request: Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         finished = False
@@ -169,6 +171,8 @@ class FakeProvider:
                         return
                     if fault == "slowstream":
                         await asyncio.sleep(0.2)
+                    elif self.chunk_delay and i:
+                        await asyncio.sleep(self.chunk_delay)
                     yield chunk({"content": piece})
             yield chunk({}, "tool_calls" if tool_call else "stop")
             if include_usage:
@@ -242,6 +246,8 @@ class FakeProvider:
                     return
                 if fault == "slowstream":
                     await asyncio.sleep(0.2)
+                elif self.chunk_delay and i:
+                    await asyncio.sleep(self.chunk_delay)
                 yield event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                     "delta": {"type": "text_delta", "text": piece}})
             yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
@@ -278,14 +284,15 @@ class FakeProvider:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m gateway.fake_provider", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gateway.testing.fake_provider", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay before each answer")
     parser.add_argument("--chunks", type=int, default=3, help="content chunks per streamed answer")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="pause between streamed content chunks")
     parser.add_argument("--no-record", action="store_true", help="do not keep requests (benchmarks)")
     args = parser.parse_args(argv)
-    fake = FakeProvider(latency_ms=args.latency_ms, chunks=args.chunks)
+    fake = FakeProvider(latency_ms=args.latency_ms, chunks=args.chunks, chunk_delay_ms=args.chunk_delay_ms)
     fake.record = not args.no_record
     uvicorn.run(fake.app(), host=args.host, port=args.port, log_level="warning", access_log=False)
 
