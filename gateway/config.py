@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .sessions import DEFAULT_SOURCES, SessionSource
 
 DEFAULT_PORT = 12000
 DEFAULT_HOST = "127.0.0.1"
@@ -83,10 +86,17 @@ class Provider:
     fallbacks: list[str] | None = None  # None: fail over to the default model; []: never fail over
     timeout: float = DEFAULT_PROVIDER_TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)
+    responses_api: bool | None = None  # speaks OpenAI's Responses API; None: only OpenAI's own URL does
 
     @property
     def speaks_openai(self) -> bool:
         return self.provider in OPENAI_COMPATIBLE
+
+    @property
+    def speaks_responses(self) -> bool:
+        if self.responses_api is not None:
+            return self.responses_api
+        return self.provider == "openai" and (not self.base_url or "://api.openai.com" in self.base_url)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,9 @@ class RoutingSettings:
     model: str | None = None  # an LLM to route with; None means the embedded router
     llm_provider: str | None = None
     router_timeout: float = DEFAULT_ROUTER_TIMEOUT
+    session_key_sources: tuple[SessionSource, ...] = DEFAULT_SOURCES
+    implicit_sessions: bool = False  # clients that send no session id pin by their conversation's opening
+    route_on_user_only: bool = False  # a turn carrying only tool results keeps the previous decision
 
 
 @dataclass
@@ -121,6 +134,7 @@ class Config:
     openai_relay: bool = True  # OpenAI-format providers skip litellm (see relay.py)
     source: str = "<memory>"
     _lookup: dict[str, Provider] = field(default_factory=dict, repr=False)
+    _patterns: list[tuple[str, Provider]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         # Every spelling a request may use for a model: "openai/gpt-4o", "gpt-4o",
@@ -132,7 +146,10 @@ class Config:
         for p in self.providers:
             self._lookup[p.model] = p
         for alias, target in self.aliases.items():
-            self._lookup[alias] = self._lookup[target]
+            if "*" in alias or "?" in alias:  # a glob such as `claude-*`, tried in config order
+                self._patterns.append((alias, self._lookup[target]))
+            else:
+                self._lookup[alias] = self._lookup[target]
 
     @property
     def default_provider(self) -> Provider:
@@ -142,8 +159,11 @@ class Config:
         return self.providers[0]
 
     def find(self, model: str) -> Provider | None:
-        """The provider a request's `model` names (id, bare name, `name` or alias), if any."""
-        return self._lookup.get(model)
+        """The provider a request's `model` names (id, bare name, `name`, alias or alias glob), if any."""
+        found = self._lookup.get(model)
+        if found is None and self._patterns:
+            found = next((p for pattern, p in self._patterns if fnmatchcase(model, pattern)), None)
+        return found
 
     def model_names(self) -> list[str]:
         return [p.model for p in self.providers] + list(self.aliases)
@@ -314,7 +334,7 @@ class _Validator:
             return providers, routes
         allowed = {"model", "name", "access_key", "base_url", "default", "routing_preferences",
                    "provider_interface", "http_host", "passthrough_auth", "headers",
-                   "fallbacks", "timeout"}
+                   "fallbacks", "timeout", "responses_api"}
         for i, item in enumerate(raw):
             where = f"{key}[{i}]"
             if not isinstance(item, dict):
@@ -361,6 +381,7 @@ class _Validator:
                 default=bool(self._typed(item, "default", where, bool)),
                 fallbacks=fallbacks, timeout=timeout_s,
                 headers={str(k): str(v) for k, v in headers.items()},
+                responses_api=self._typed(item, "responses_api", where, bool),
             )
             self._typed(item, "passthrough_auth", where, bool)
             self._typed(item, "http_host", where, str)
@@ -458,7 +479,8 @@ class _Validator:
             self.fail("routing", f"must be a mapping, got {_describe(raw)}")
             return RoutingSettings()
         self._keys(raw, "routing", {"session_ttl_seconds", "session_max_entries", "session_cache",
-                                    "model", "llm_provider", "timeout"})
+                                    "model", "llm_provider", "timeout", "session_key_sources",
+                                    "implicit_sessions", "route_on_user_only"})
         ttl = self._typed(raw, "session_ttl_seconds", "routing", int)
         if ttl is not None and ttl < 1:
             self.fail("routing.session_ttl_seconds", f"must be at least 1, got {ttl}")
@@ -490,12 +512,45 @@ class _Validator:
             self.fail("routing.llm_provider", f"{llm_provider!r} is not a configured model")
         if llm_provider is not None and router_model is None:
             self.fail("routing.model", "is required when routing.llm_provider is set")
+        sources = self.session_sources(raw.get("session_key_sources"))
         return RoutingSettings(
+            session_key_sources=sources,
+            implicit_sessions=bool(self._typed(raw, "implicit_sessions", "routing", bool)),
+            route_on_user_only=bool(self._typed(raw, "route_on_user_only", "routing", bool)),
             session_ttl_seconds=ttl or DEFAULT_SESSION_TTL,
             session_max_entries=max_entries or DEFAULT_SESSION_MAX,
             session_cache=cache, model=router_model, llm_provider=llm_provider,
             router_timeout=timeout_s,
         )
+
+    def session_sources(self, raw: Any) -> tuple[SessionSource, ...]:
+        """`routing.session_key_sources`: [{header: X-Name} | {body: a.b, json: c}], first present wins."""
+        where = "routing.session_key_sources"
+        if raw is None:
+            return DEFAULT_SOURCES
+        if not isinstance(raw, list):
+            self.fail(where, f"must be a list of {{header: name}} or {{body: field.path}} entries, got {_describe(raw)}")
+            return DEFAULT_SOURCES
+        sources = []
+        for i, item in enumerate(raw):
+            at = f"{where}[{i}]"
+            if not isinstance(item, dict):
+                self.fail(at, f"must be a mapping such as {{header: X-Session-Id}} or {{body: metadata.session_id}}, "
+                              f"got {_describe(item)}")
+                continue
+            self._keys(item, at, {"header", "body", "json"})
+            header = self._typed(item, "header", at, str)
+            body = self._typed(item, "body", at, str)
+            inner = self._typed(item, "json", at, str)
+            if (header is None) == (body is None):
+                self.fail(at, "needs exactly one of `header` or `body`")
+            elif inner is not None and body is None:
+                self.fail(f"{at}.json", "only applies to a `body` field holding a JSON string")
+            elif any(not part for part in (body or header or "").split(".")):
+                self.fail(at, f"has an empty name or path segment: {body or header!r}")
+            else:
+                sources.append(SessionSource(header=header, body=body, json=inner))
+        return tuple(sources)
 
     def auth(self, raw: Any) -> dict[str, str]:
         """Our `auth: {keys: [{name, key}]}`: client keys, each its own tenant."""

@@ -1,12 +1,23 @@
-"""Reading a chat conversation the way routers need it: text only, bounded in size."""
+"""Reading a conversation the way routers need it: what people wrote, as text, bounded in size."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Routers look at no more than this many characters of any one message, so a
 # megabyte of pasted log costs the same as a page.
 MAX_MESSAGE_CHARS = 4000
+# Agent CLIs put their own context into user turns as one tagged block per text part
+# (Claude Code's <system-reminder>, Codex's <environment_context>); that is not what the user asked.
+_OPENING_TAG = re.compile(r"\s*<([A-Za-z][\w-]*)>")
+TEXT_PARTS = ("text", "input_text", "output_text")
+
+
+def is_harness_block(text: str) -> bool:
+    """True for a text part that is wholly one tagged block of an agent's own context."""
+    tag = _OPENING_TAG.match(text)
+    return tag is not None and text.rstrip().endswith(f"</{tag.group(1)}>")
 
 
 def text_of(content: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -17,7 +28,9 @@ def text_of(content: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
         parts: list[str] = []
         size = 0
         for part in content:
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            if isinstance(part, dict) and part.get("type") in TEXT_PARTS and isinstance(part.get("text"), str):
+                if is_harness_block(part["text"]):
+                    continue
                 parts.append(part["text"][: limit - size])
                 size += len(parts[-1])
                 if size >= limit:

@@ -1,6 +1,7 @@
 """The one decision path: (request, session) -> which model serves it.
 
-Both HTTP endpoints call `Decider.decide`. Pin lookup, routing, falling back to
+Every HTTP endpoint, whatever its wire format, turns its request into an `Ask`
+and calls `Decider.decide`. Pin lookup, routing, falling back to
 the request's or the default model, and pin writing happen here and nowhere else.
 """
 
@@ -18,6 +19,26 @@ from .pins import Pin, PinStore
 from .routers import Router
 
 log = logging.getLogger("gateway.decision")
+
+
+@dataclass
+class Ask:
+    """What the decision needs from a request, whatever its wire format.
+
+    `messages` are chat-shaped turns for the router: what the user asked and
+    what the assistant said, as text (no tool output, no system prompt).
+    `any_model` says an unknown `model` is the client's own default (an agent
+    CLI's), to be routed like no model at all, rather than a typo to refuse.
+    `opening` (system prompt and first user turn) identifies the conversation
+    for implicit sessions; `tool_turn` says the latest turn only carries tool
+    results, not a new question.
+    """
+
+    messages: list[dict[str, Any]]
+    model: Any = None
+    any_model: bool = False
+    opening: str = ""
+    tool_turn: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,14 +82,16 @@ class Decider:
         # for one routing run. Across processes, put_if_absent settles the race.
         self._inflight: dict[str, asyncio.Future[Decision]] = {}
 
-    def requested_provider(self, body: dict[str, Any]) -> Provider | None:
-        """The provider the body's `model` names; BadRequest if it names nothing configured."""
-        model = body.get("model")
+    def requested_provider(self, ask: Ask) -> Provider | None:
+        """The provider the request's `model` names; BadRequest if it names nothing configured."""
+        model = ask.model
         if model is None or model == "":
             return None
         if not isinstance(model, str):
             raise BadRequest("`model` must be a string naming a configured model", param="model")
         provider = self.config.find(model)
+        if provider is None and ask.any_model:
+            return None
         if provider is None:
             raise BadRequest(
                 f"model {model!r} is not configured on this gateway; use one of: "
@@ -76,12 +99,12 @@ class Decider:
                 code="model_not_found", param="model")
         return provider
 
-    async def decide(self, body: dict[str, Any], session_key: str | None = None,
+    async def decide(self, ask: Ask, session_key: str | None = None,
                      session_id: str | None = None) -> Decision:
-        """Decide which model serves `body`; `session_key` is the tenant-scoped pin key."""
-        requested = self.requested_provider(body)
+        """Decide which model serves `ask`; `session_key` is the tenant-scoped pin key."""
+        requested = self.requested_provider(ask)
         if session_key is None:
-            return await self._route(body, requested, None)
+            return await self._route(ask, requested, None)
 
         pin = await self._get_pin(session_key)
         if pin is not None:
@@ -93,13 +116,13 @@ class Decider:
         if waiting is not None:
             first = await asyncio.shield(waiting)
             if first.outcome == "router_failed":  # nothing was pinned; this request routes for itself
-                return await self._route(body, requested, session_id)
+                return await self._route(ask, requested, session_id)
             return Decision(first.provider, first.route, True, session_id, "pinned")
 
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._inflight[session_key] = future
         try:
-            decision = await self._route(body, requested, session_id)
+            decision = await self._route(ask, requested, session_id)
             if decision.outcome != "router_failed":
                 decision = await self._pin(session_key, decision)
             future.set_result(decision)
@@ -111,8 +134,10 @@ class Decider:
         finally:
             del self._inflight[session_key]
 
-    async def repin(self, session_key: str, decision: Decision, provider: Provider) -> None:
-        """After a failover, pin the session to the model that actually answered."""
+    async def answered(self, session_key: str | None, decision: Decision, provider: Provider) -> None:
+        """Told which provider answered; after a failover the session follows it (re-pinned)."""
+        if session_key is None or provider is decision.provider:
+            return
         now = time.time()
         try:
             await self.store.replace(session_key, Pin(provider.model, decision.route, now, now))
@@ -152,15 +177,14 @@ class Decider:
             return Decision(provider, stored.route, True, decision.session_id, "pinned")
         return decision
 
-    async def _route(self, body: dict[str, Any], requested: Provider | None,
-                     session_id: str | None) -> Decision:
+    async def _route(self, ask: Ask, requested: Provider | None, session_id: str | None) -> Decision:
         fallback = requested or self.config.default_provider
         if not self.config.routes:
             self.stats.no_route += 1
             return Decision(fallback, None, False, session_id, "no_route")
         started = time.perf_counter()
         try:
-            route_name = await self.router.route(body["messages"])
+            route_name = await self.router.route(ask.messages)
         except RouterError as exc:
             self.stats.router_failed += 1
             log.warning("router failed, serving %s unpinned: %s", fallback.model, exc)

@@ -1,4 +1,9 @@
-"""The errors a client can see, each rendered in OpenAI's error shape."""
+"""The errors a client can see, and the one mapping from a provider's failure to them.
+
+Each API surface renders a `GatewayError` in its own wire shape (OpenAI's
+`{"error": {...}}`, Anthropic's `{"type": "error", "error": {...}}`); the
+status, code and message are decided here, once, with secrets already scrubbed.
+"""
 
 from __future__ import annotations
 
@@ -72,3 +77,33 @@ class UpstreamError(GatewayError):
 
 class RouterError(Exception):
     """The router could not decide (LLM router timed out, answered garbage, ...)."""
+
+
+def upstream_failure(model: str, status: int, detail: str, retry_after: str | None = None) -> UpstreamError:
+    """What a client sees when provider `model` answered HTTP `status` (both upstreams use this)."""
+    if status == 429:
+        return UpstreamError(f"provider {model} is rate limiting requests (429): {detail}", status=429,
+                             code="upstream_rate_limited", headers={"Retry-After": retry_after} if retry_after else None)
+    if status >= 500:
+        return UpstreamError(f"provider {model} failed ({status}): {detail}", status=502)
+    if status in (401, 403):
+        return UpstreamError(f"provider {model} rejected the gateway's API key ({status}); check access_key "
+                             f"in the config", status=502, transient=False, code="upstream_auth_failed")
+    if status == 404:
+        return UpstreamError(f"provider {model} does not know this model or path (404): {detail}", status=502,
+                             transient=False, code="upstream_not_found")
+    return UpstreamError(f"provider {model} refused the request ({status}): {detail}", status=400,
+                         transient=False, code="upstream_bad_request")
+
+
+def upstream_timeout(model: str, seconds: float) -> UpstreamError:
+    return UpstreamError(f"provider {model} did not answer within {seconds:g}s", status=504, code="upstream_timeout")
+
+
+def upstream_unreachable(model: str, where: str, detail: str) -> UpstreamError:
+    return UpstreamError(f"could not connect to provider {model} at {where}: {detail}", status=502,
+                         code="upstream_unreachable")
+
+
+def upstream_bad_response(model: str, detail: str) -> UpstreamError:
+    return UpstreamError(f"provider {model} {detail}", status=502, code="upstream_bad_response")

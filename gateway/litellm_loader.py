@@ -35,6 +35,9 @@ def litellm() -> Any:
     module.suppress_debug_info = True
     module.drop_params = True  # a parameter one provider lacks is dropped, not an error
     module.set_verbose = False
+    # Messages bridged to an OpenAI-format provider go over its chat completions,
+    # which every such server has, not over a Responses API most of them lack.
+    module.use_chat_completions_url_for_anthropic_messages = True
     import logging
 
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):

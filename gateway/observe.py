@@ -20,6 +20,7 @@ class RequestRecord:
     started: float = field(default_factory=time.perf_counter)
     trace_id: str | None = None
     session_id: str | None = None
+    session_source: str | None = None  # where the session id came from, e.g. header:x-session-id
     decision: Decision | None = None
     served_by: str | None = None  # the model that answered (differs from the decision after a failover)
     status: int = 200
@@ -76,7 +77,7 @@ class Observer:
             session = "sha256:" + hashlib.sha256(session.encode()).hexdigest()[:16]
         d = r.decision
         fields: dict[str, Any] = {
-            "trace_id": r.trace_id, "endpoint": r.endpoint, "session_id": session,
+            "trace_id": r.trace_id, "endpoint": r.endpoint, "session_id": session, "session_source": r.session_source,
             "route": d.route if d else None, "model": model, "pinned": d.pinned if d else None,
             "outcome": d.outcome if d else None, "status": r.status,
             "upstream_ms": round(r.upstream_seconds * 1000, 3) if r.upstream_seconds else None,

@@ -8,9 +8,10 @@ the TTL on every read and keep the first pin written for a session.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
+
+from cachetools import TTLCache
 
 
 @dataclass(slots=True)
@@ -50,14 +51,31 @@ class PinStore(Protocol):
         """Release connections."""
 
 
+class _Pins(TTLCache):
+    """A TTLCache that counts what leaves it: `evictions` (LRU, when full) and `expirations` (TTL)."""
+
+    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float]) -> None:
+        super().__init__(maxsize, ttl, timer=timer)
+        self.evictions = 0
+        self.expirations = 0
+
+    def popitem(self) -> tuple[str, Any]:
+        self.evictions += 1
+        return super().popitem()
+
+    def expire(self, time: float | None = None) -> list[tuple[str, Any]]:
+        expired = super().expire(time)
+        self.expirations += len(expired)
+        return expired
+
+
 class MemoryPinStore:
     """In-process pins: at most `max_entries`, each living `ttl` seconds from its last use.
 
-    One OrderedDict ordered by last use serves both bounds: because every use
-    restarts the TTL, the least recently used pin is also the first to expire,
-    so evicting and expiring both happen at the front in O(1). (cachetools'
-    TTLCache keeps a second list for expiry and cost 5.8 us per lookup here
-    against 0.2 us for this.)
+    A cachetools TTLCache holds them: it evicts the least recently used pin
+    when full and drops pins whose TTL ran out. Every read writes the pin back,
+    which restarts its TTL (the sliding TTL an agent loop needs) and marks it
+    recently used.
     """
 
     def __init__(self, ttl: int, max_entries: int, timer: Callable[[], float] = time.monotonic,
@@ -66,62 +84,45 @@ class MemoryPinStore:
         self.max_entries = max_entries
         self._timer = timer  # for expiry: monotonic, immune to wall-clock jumps
         self._clock = clock  # for the created/last_used shown to people
-        self._pins: OrderedDict[str, tuple[Pin, float]] = OrderedDict()  # key -> (pin, last use on timer)
-        self.evictions = 0
-        self.expirations = 0
+        # key -> (pin, last use on `timer`); the last use gives the admin API its seconds left.
+        self._pins = _Pins(max_entries, ttl, timer)
 
-    def _live(self, key: str, now: float) -> Pin | None:
-        entry = self._pins.get(key)
-        if entry is None:
-            return None
-        if now - entry[1] >= self.ttl:
-            del self._pins[key]
-            self.expirations += 1
-            return None
-        return entry[0]
+    @property
+    def evictions(self) -> int:
+        return self._pins.evictions
 
-    def _store(self, key: str, pin: Pin, now: float) -> None:
-        self._pins[key] = (pin, now)
-        self._pins.move_to_end(key)
-        self._expire(now)
-        while len(self._pins) > self.max_entries:
-            self._pins.popitem(last=False)
-            self.evictions += 1
+    @property
+    def expirations(self) -> int:
+        return self._pins.expirations
 
-    def _expire(self, now: float) -> None:
-        while self._pins:
-            key, (_, used) = next(iter(self._pins.items()))
-            if now - used < self.ttl:
-                break
-            del self._pins[key]
-            self.expirations += 1
+    def _live(self, key: str) -> tuple[Pin, float] | None:
+        return self._pins.get(key)
 
     async def get(self, key: str) -> Pin | None:
-        now = self._timer()
-        pin = self._live(key, now)
-        if pin is not None:
-            pin.last_used = self._clock()
-            self._pins[key] = (pin, now)
-            self._pins.move_to_end(key)
+        entry = self._live(key)
+        if entry is None:
+            return None
+        pin = entry[0]
+        pin.last_used = self._clock()
+        self._pins[key] = (pin, self._timer())  # restarts the TTL
         return pin
 
     async def put_if_absent(self, key: str, pin: Pin) -> Pin:
-        now = self._timer()
-        existing = self._live(key, now)
-        if existing is not None:
-            return existing
-        self._store(key, pin, now)
+        entry = self._live(key)
+        if entry is not None:
+            return entry[0]
+        self._pins[key] = (pin, self._timer())
         return pin
 
     async def replace(self, key: str, pin: Pin) -> None:
-        self._store(key, pin, self._timer())
+        self._pins[key] = (pin, self._timer())
 
     async def peek(self, key: str) -> tuple[Pin, float] | None:
-        now = self._timer()
-        pin = self._live(key, now)
-        if pin is None:
+        entry = self._live(key)
+        if entry is None:
             return None
-        return pin, max(0.0, self.ttl - (now - self._pins[key][1]))
+        pin, used = entry
+        return pin, max(0.0, self.ttl - (self._timer() - used))
 
     async def delete(self, key: str) -> bool:
         return self._pins.pop(key, None) is not None
@@ -131,7 +132,7 @@ class MemoryPinStore:
 
     def local_size(self) -> int:
         """Live pins (synchronous: the metrics scrape reads it)."""
-        self._expire(self._timer())
+        self._pins.expire()
         return len(self._pins)
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Checking what clients send before anything else looks at it."""
+"""Checking what clients send before anything else looks at it (each API surface checks its own body)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from starlette.requests import Request
 from .errors import BadRequest, PayloadTooLarge
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-MAX_SESSION_ID = 256
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 
 
-async def read_body(request: Request, limit: int) -> dict[str, Any]:
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The JSON object in the request body, read no further than `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -33,7 +31,7 @@ async def read_body(request: Request, limit: int) -> dict[str, Any]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
-        raise BadRequest("request body is empty; send a JSON object with a `messages` list")
+        raise BadRequest("request body is empty; send a JSON object (see README, API)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -44,8 +42,13 @@ async def read_body(request: Request, limit: int) -> dict[str, Any]:
         raise BadRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
-    check_chat_body(body)
     return body
+
+
+def check_stream_flag(body: dict[str, Any]) -> None:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequest(f"`stream` must be true or false, got {json.dumps(stream)[:40]}", param="stream")
 
 
 def check_chat_body(body: dict[str, Any]) -> None:
@@ -76,30 +79,7 @@ def check_chat_body(body: dict[str, Any]) -> None:
         elif not isinstance(content, str):
             raise BadRequest(f"{where}.content must be a string or a list of content parts, "
                              f"got {type(content).__name__}", param=f"{where}.content")
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise BadRequest(f"`stream` must be true or false, got {json.dumps(stream)[:40]}", param="stream")
-
-
-def session_id(request: Request) -> str | None:
-    """The X-Session-Id header, validated; None when absent."""
-    value = request.headers.get("x-session-id")
-    if value is None:
-        return None
-    check_session_id(value)
-    return value
-
-
-def check_session_id(value: str) -> None:
-    """BadRequest unless `value` is a usable session id."""
-    if not value:
-        raise BadRequest("X-Session-Id is empty; send a non-empty id or omit the header", param="X-Session-Id")
-    if len(value) > MAX_SESSION_ID:
-        raise BadRequest(f"X-Session-Id is {len(value)} characters; the limit is {MAX_SESSION_ID}",
-                         param="X-Session-Id")
-    if not _PRINTABLE_ASCII.match(value):
-        raise BadRequest("X-Session-Id must be printable ASCII without spaces (e.g. a UUID)",
-                         param="X-Session-Id")
+    check_stream_flag(body)
 
 
 def trace_id(request: Request) -> str:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gateway.config import parse_config
-from gateway.decision import Decider
+from gateway.decision import Ask, Decider
 from gateway.errors import BadRequest, RouterError
 from gateway.pins import MemoryPinStore, Pin
 
@@ -47,8 +47,8 @@ class ScriptedRouter:
         return intent if intent in ("code", "reasoning") else None
 
 
-def body(intent: str, **extra) -> dict:
-    return {"messages": [{"role": "user", "content": intent}], **extra}
+def body(intent: str, model: str | None = None) -> Ask:
+    return Ask([{"role": "user", "content": intent}], model)
 
 
 @pytest.fixture

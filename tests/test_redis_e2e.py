@@ -100,7 +100,7 @@ def test_admin_api_shows_and_unpins_a_redis_session(replicas):
     assert httpx.delete(f"{b.url}/routing/v1/sessions/{sid}").json() == {"session_id": sid, "deleted": True}
     assert httpx.get(f"{a.url}/routing/v1/sessions/{sid}").status_code == 404
     assert decide(a.url, REASONING_PROMPT, sid).json() | {"trace_id": ""} == {
-        "model": GPT4O, "route": "complex_reasoning", "session_id": sid, "pinned": False, "trace_id": ""}
+        "model": GPT4O, "route": "complex_reasoning", "session_id": sid, "session_source": "header:x-session-id", "pinned": False, "trace_id": ""}
 
 
 def test_admin_api_in_the_memory_store(gateway):
@@ -193,7 +193,7 @@ def test_gateway_keys_are_required_and_each_key_is_its_own_tenant(start_gateway,
     b = {"Authorization": "Bearer gk-bbb"}
     assert decide(gw.url, CODE_PROMPT, sid, a).json()["model"] == CLAUDE
     assert decide(gw.url, REASONING_PROMPT, sid, b).json() | {"trace_id": ""} == {
-        "model": GPT4O, "route": "complex_reasoning", "session_id": sid, "pinned": False, "trace_id": ""}
+        "model": GPT4O, "route": "complex_reasoning", "session_id": sid, "session_source": "header:x-session-id", "pinned": False, "trace_id": ""}
     assert forward(gw.url, REASONING_PROMPT, sid, a).headers["x-router-model"] == CLAUDE
     assert httpx.get(f"{gw.url}/routing/v1/sessions/{sid}", headers=b).json()["model"] == GPT4O
     assert httpx.get(f"{gw.url}/v1/models", headers=a).status_code == 200

@@ -111,7 +111,7 @@ def test_least_recently_used_session_is_evicted_at_the_limit(start_gateway, fake
     assert gw.decide(CODE_PROMPT, a).json()["pinned"] is True  # a is now the most recent
     gw.decide(CODE_PROMPT, c)  # evicts b, the least recently used
     assert gw.decide(REASONING_PROMPT, b).json() | {"trace_id": ""} == {
-        "model": GPT4O, "route": "complex_reasoning", "session_id": b, "pinned": False, "trace_id": ""}
+        "model": GPT4O, "route": "complex_reasoning", "session_id": b, "session_source": "header:x-session-id", "pinned": False, "trace_id": ""}
     assert gw.decide(REASONING_PROMPT, c).json()["pinned"] is True
     assert gw.decide(REASONING_PROMPT, a).json()["pinned"] is False  # b's re-pin evicted a
 

@@ -18,7 +18,7 @@ from typing import Any
 from ..config import Config, Provider
 from ..conversation import recent_turns
 from ..errors import RouterError
-from ..forwarding import provider_kwargs
+from ..upstream.translate import provider_kwargs
 from ..litellm_loader import litellm
 
 # Arch-Router reads 8k tokens; at ~4 characters a token this keeps the prompt well inside.

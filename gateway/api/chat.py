@@ -1,0 +1,127 @@
+"""OpenAI Chat Completions: `POST /v1/chat/completions` and its decision-only twin under /routing.
+
+This module knows the chat wire format: how a request is checked, what the
+router reads from it, where a stream ends and carries usage, how errors look.
+Pins, routing and forwarding live in the shared flow.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..conversation import text_of
+from ..decision import Ask
+from ..errors import GatewayError
+from ..validation import check_chat_body
+from . import flow
+
+FORWARD = "/v1/chat/completions"
+DECISION = "/routing/v1/chat/completions"
+
+
+class ChatWire:
+    """Chat Completions on the wire: `data: {chunk}` events ending with `data: [DONE]`."""
+
+    name = "chat"
+
+    def finished(self, event: dict[str, Any] | None) -> bool:
+        return event is None
+
+    def failed(self, event: dict[str, Any]) -> bool:
+        return "error" in event
+
+    def usage(self, body: dict[str, Any]) -> dict[str, int] | None:
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            return None
+        return {k: v for k, v in usage.items() if k in ("prompt_tokens", "completion_tokens") and isinstance(v, int)}
+
+    def error_event(self, code: str, message: str) -> bytes:
+        error = {"error": {"message": f"stream interrupted: {message}", "type": "upstream_error", "code": code}}
+        return b"data: " + json.dumps(error).encode() + b"\n\n"
+
+
+class ChatSurface:
+    wire = ChatWire()
+    forward_path = FORWARD
+    decision_path = DECISION
+
+    def ask(self, body: dict[str, Any]) -> Ask:
+        check_chat_body(body)
+        messages = body["messages"]
+        last = messages[-1]
+        return Ask(messages, body.get("model"), opening=_opening(messages),
+                   tool_turn=last.get("role") in ("tool", "function"))
+
+    def before_forward(self, body: dict[str, Any], provider: Any) -> None:
+        return None
+
+    def upstream_headers(self, request: Request) -> dict[str, str]:
+        return {}
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return error.body()
+
+
+def _opening(messages: list[dict[str, Any]]) -> str:
+    system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    first = next((text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
+    return f"{system}\n\n{first}" if first else ""
+
+
+SURFACE = ChatSurface()
+
+
+async def chat_completions(request: Request) -> Response:
+    return await flow.forward(request, SURFACE)
+
+
+async def chat_decision(request: Request) -> Response:
+    return await flow.answer_decision(request, SURFACE)
+
+
+# -- the documentation's view of these endpoints (bodies are checked by `check_chat_body`) --
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str = Field(description="system, developer, user, assistant or tool")
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"messages": [{"role": "user", "content": "Write a Python function that merges two sorted lists."}]}]})
+    messages: list[ChatMessage]
+    model: str | None = Field(None, description="a configured model or alias; omit to let the gateway choose")
+    stream: bool = False
+
+
+class RoutingDecision(BaseModel):
+    model: str = Field(description="the model that serves this request")
+    route: str | None = Field(description="the matched routing preference, null when none matched")
+    trace_id: str
+    session_id: str | None = Field(None, description="present when the request carried a session id")
+    session_source: str | None = Field(None, description="where the session id came from, e.g. header:x-session-id")
+    pinned: bool = Field(description="true when an earlier request of the session chose the model")
+
+
+router = APIRouter(tags=["chat completions"])
+# Plain routes: no dependency solving or response validation on the hot path;
+# the OpenAPI entries come from the documentation-only operations below.
+router.add_route(FORWARD, chat_completions, methods=["POST"], include_in_schema=False)
+router.add_route(DECISION, chat_decision, methods=["POST"], include_in_schema=False)
+
+DOCS: list[tuple[str, str, type[BaseModel], type[BaseModel] | None, str]] = [
+    (FORWARD, "Chat completion, forwarded to the chosen model (stream: true answers SSE)", ChatRequest, None,
+     "Routes (or uses the session's pinned model), forwards to that provider and relays its answer. "
+     "Headers X-Router-Model, X-Router-Route and X-Router-Pinned report the decision."),
+    (DECISION, "Routing decision only; no model is called", ChatRequest, RoutingDecision,
+     "The model this request would be served by, and whether the session pinned it."),
+]

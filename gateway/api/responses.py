@@ -1,0 +1,198 @@
+"""OpenAI Responses: `POST /v1/responses` (Codex, the Agents SDK's default model) and its decision twin.
+
+This module knows the Responses wire format: `input` as a string or a list of
+items (messages, function calls and their outputs, reasoning), what the
+router reads from it (the user's words, not tool outputs or `instructions`),
+where a stream ends and carries usage, and how errors look (OpenAI's shape).
+
+State: a provider that speaks this API itself (OpenAI) gets the request as is,
+so `previous_response_id` works there (the session pin keeps the same
+provider). A bridged provider keeps no state, so such a request is refused
+with a 400 that says to send the whole conversation (`store: false`), which is
+what Codex does anyway.
+
+Codex first tries a WebSocket on `GET /v1/responses`; it is refused with 426 at
+once so Codex falls back to HTTPS without its reconnect backoff (a 404 costs it
+about 6 s).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
+
+from .. import validation
+from ..conversation import text_of
+from ..decision import Ask
+from ..errors import BadRequest, GatewayError
+from ..upstream.endpoints import native_wire
+from . import flow
+from .chat import RoutingDecision
+
+FORWARD = "/v1/responses"
+DECISION = "/routing/v1/responses"
+ENDS = ("response.completed", "response.incomplete", "response.failed")
+
+
+class ResponsesWire:
+    """Responses on the wire: `event: response.*` + `data: {...}`, ending with response.completed (or failed)."""
+
+    name = "responses"
+
+    def finished(self, event: dict[str, Any] | None) -> bool:
+        return event is not None and event.get("type") in ENDS
+
+    def failed(self, event: dict[str, Any]) -> bool:
+        return event.get("type") == "error"
+
+    def usage(self, body: dict[str, Any]) -> dict[str, int] | None:
+        usage = body.get("usage")
+        if not isinstance(usage, dict):  # a stream's response.completed carries it inside `response`
+            response = body.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+        if not isinstance(usage, dict):
+            return None
+        out = {}
+        if isinstance(usage.get("input_tokens"), int):
+            out["prompt_tokens"] = usage["input_tokens"]
+        if isinstance(usage.get("output_tokens"), int):
+            out["completion_tokens"] = usage["output_tokens"]
+        return out or None
+
+    def error_event(self, code: str, message: str) -> bytes:
+        error = {"type": "error", "code": code, "message": f"stream interrupted: {message}", "param": None}
+        return b"event: error\ndata: " + json.dumps(error).encode() + b"\n\n"
+
+
+def check_responses_body(body: dict[str, Any]) -> None:
+    """Raise BadRequest naming the first field of a Responses request that is wrong."""
+    items = body.get("input")
+    if items is None:
+        raise BadRequest("`input` is required: a string, or a list of input items", param="input")
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise BadRequest(f"input[{i}] must be an object (a message or another input item)",
+                                 param=f"input[{i}]")
+            content = item.get("content")
+            if item.get("type", "message") == "message" and not isinstance(content, (str, list)):
+                raise BadRequest(f"input[{i}].content must be a string or a list of content parts",
+                                 param=f"input[{i}].content")
+    elif not isinstance(items, str):
+        raise BadRequest(f"`input` must be a string or a list of items, got {type(items).__name__}", param="input")
+    for name in ("instructions", "previous_response_id"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"`{name}` must be a string", param=name)
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise BadRequest("`tools` must be a list", param="tools")
+    validation.check_stream_flag(body)
+
+
+def router_turns(items: Any) -> list[dict[str, Any]]:
+    """User and assistant words as chat turns: tool calls, their outputs, reasoning and developer text left out."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    turns = []
+    for item in items:
+        role = item.get("role")
+        if item.get("type", "message") != "message" or role not in ("user", "assistant"):
+            continue
+        text = text_of(item.get("content"))  # agent context blocks such as <environment_context> skipped
+        if text.strip():
+            turns.append({"role": role, "content": text})
+    return turns
+
+
+def _is_tool_turn(items: Any) -> bool:
+    return isinstance(items, list) and bool(items) and str(items[-1].get("type", "")).endswith("_output")
+
+
+class ResponsesSurface:
+    wire = ResponsesWire()
+    forward_path = FORWARD
+    decision_path = DECISION
+
+    def ask(self, body: dict[str, Any]) -> Ask:
+        check_responses_body(body)
+        turns = router_turns(body["input"])
+        first = next((t["content"] for t in turns if t["role"] == "user"), "")
+        instructions = body.get("instructions") or ""
+        return Ask(turns, body.get("model"), any_model=True,
+                   opening=f"{instructions}\n\n{first}" if first else "", tool_turn=_is_tool_turn(body["input"]))
+
+    def upstream_headers(self, request: Request) -> dict[str, str]:
+        return {}
+
+    def before_forward(self, body: dict[str, Any], provider: Any) -> None:
+        refuse_unkept_state(provider, body)
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return error.body()
+
+
+SURFACE = ResponsesSurface()
+
+
+async def create_response(request: Request) -> Response:
+    return await flow.forward(request, SURFACE)
+
+
+async def response_decision(request: Request) -> Response:
+    return await flow.answer_decision(request, SURFACE)
+
+
+async def no_websocket(websocket: WebSocket) -> None:
+    """Codex's WebSocket transport is not offered: 426 at once sends it to HTTPS."""
+    await websocket.send_denial_response(JSONResponse(_UPGRADE_REFUSED, status_code=426))
+
+
+async def get_not_offered(request: Request) -> Response:
+    return JSONResponse(_UPGRADE_REFUSED, status_code=426)
+
+
+_UPGRADE_REFUSED = {"error": {"message": "this gateway serves the Responses API over HTTPS only: POST /v1/responses "
+                              "(WebSocket mode is not offered)", "type": "invalid_request_error",
+                              "code": "websocket_not_supported"}}
+
+
+def refuse_unkept_state(provider: Any, body: dict[str, Any]) -> None:
+    """BadRequest when `previous_response_id` names state the chosen provider cannot hold."""
+    if body.get("previous_response_id") and not native_wire(provider, "responses"):
+        raise BadRequest(f"previous_response_id cannot be honoured: {provider.model} is reached through a translation "
+                         "that keeps no conversation state; send the whole conversation in `input` "
+                         "(with store: false) instead", param="previous_response_id")
+
+
+# -- the documentation's view of these endpoints --
+
+
+class ResponsesRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "gpt-4o", "input": "Analyze the trade-offs between SQL and NoSQL for a high-traffic system."}]})
+    model: str | None = Field(None, description="a configured model or alias; an unknown name lets the gateway choose")
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    previous_response_id: str | None = Field(None, description="only where the provider speaks Responses itself")
+    stream: bool = False
+
+
+router = APIRouter(tags=["openai responses"])
+router.add_route(FORWARD, create_response, methods=["POST"], include_in_schema=False)
+router.add_route(FORWARD, get_not_offered, methods=["GET"], include_in_schema=False)
+router.add_websocket_route(FORWARD, no_websocket)
+router.add_route(DECISION, response_decision, methods=["POST"], include_in_schema=False)
+
+DOCS = [
+    (FORWARD, "OpenAI Responses, forwarded to the chosen model (relayed to OpenAI, bridged for others)",
+     ResponsesRequest, None, "`store: false` with the whole input works on every path."),
+    (DECISION, "Routing decision only, for a Responses request", ResponsesRequest, RoutingDecision,
+     "Answers exactly like /routing/v1/chat/completions; sessions are shared with every endpoint."),
+]

@@ -1,0 +1,362 @@
+"""The litellm upstream: for a provider that speaks another wire format than the client.
+
+- Chat Completions to Anthropic (or Gemini, ...): `litellm.acompletion`, its
+  objects shaped back into OpenAI's JSON.
+- Messages to an OpenAI-format provider: litellm's Anthropic-Messages
+  interface, bridged over the provider's chat completions.
+- Responses to a chat-only or Anthropic provider: `litellm.aresponses`,
+  bridged over chat completions (or Anthropic's Messages).
+
+litellm's exceptions become the same `UpstreamError`s the relay raises, through
+`errors.upstream_failure`; its own retries are off so the failover loop above
+decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any, AsyncIterator
+
+from ..config import Provider
+from ..errors import (UpstreamError, upstream_failure, upstream_timeout, upstream_unreachable)
+from ..litellm_loader import litellm
+from . import Answer, Call, Wire
+from .endpoints import api_base
+
+log = logging.getLogger("gateway.upstream")
+
+# OpenAI chat-completions parameters passed through to the provider. Anything
+# else the client sends goes to OpenAI-compatible providers as `extra_body`.
+CHAT_PASSTHROUGH = {
+    "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
+    "frequency_penalty", "logit_bias", "user", "response_format", "seed", "tools", "tool_choice",
+    "parallel_tool_calls", "logprobs", "top_logprobs", "stream_options", "reasoning_effort",
+    "modalities", "audio", "prediction", "service_tier", "store", "metadata", "functions",
+    "function_call", "web_search_options", "verbosity", "safety_identifier", "prompt_cache_key",
+}
+# Messages fields litellm's Anthropic interface takes as arguments; others are dropped by the bridge.
+MESSAGES_FIELDS = {"max_tokens", "messages", "metadata", "stop_sequences", "system", "temperature", "thinking",
+                   "tool_choice", "tools", "top_k", "top_p"}
+# Responses fields the chat-completions bridge can carry.
+RESPONSES_FIELDS = {"input", "instructions", "tools", "tool_choice", "temperature", "top_p", "max_output_tokens",
+                    "parallel_tool_calls", "text", "reasoning", "metadata", "user", "truncation", "include",
+                    "store", "previous_response_id"}
+LITELLM_DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; a Responses request may not carry one
+
+
+def litellm_model(provider: Provider) -> str:
+    # An OpenAI-compatible server at a custom URL (vLLM, Ollama, ...) is spoken to as OpenAI.
+    if provider.speaks_openai and provider.base_url:
+        return f"openai/{provider.model_name}"
+    return f"{provider.provider}/{provider.model_name}"
+
+
+def provider_kwargs(provider: Provider) -> dict[str, Any]:
+    """litellm arguments that say where a provider is and how to authenticate to it."""
+    kwargs: dict[str, Any] = {"model": litellm_model(provider)}
+    if provider.access_key:
+        kwargs["api_key"] = provider.access_key
+    elif provider.speaks_openai and provider.base_url and not provider.access_key_source:
+        # A keyless OpenAI-compatible server (Ollama, vLLM); the OpenAI client insists on some key.
+        kwargs["api_key"] = "no-key-configured"
+    base = api_base(provider)
+    if base:
+        kwargs["api_base"] = base
+    if provider.headers:
+        kwargs["extra_headers"] = dict(provider.headers)
+    return kwargs
+
+
+class LitellmUpstream:
+    """Translates between wire formats with litellm."""
+
+    def speaks(self, provider: Provider, wire: Wire) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    async def count_tokens(self, call: Call) -> int:
+        """An estimate from litellm's tokenizer for the model (no provider call: most have no such endpoint)."""
+        body = call.body
+        system = body.get("system")
+        texts = [system if isinstance(system, str) else " ".join(
+            b.get("text", "") for b in system or [] if isinstance(b, dict))]
+        for message in body.get("messages") or []:
+            content = message.get("content")
+            texts.append(content if isinstance(content, str) else json.dumps(content))
+        if body.get("tools"):
+            texts.append(json.dumps(body["tools"]))
+        messages = [{"role": "user", "content": "\n".join(t for t in texts if t)}]
+        try:
+            return int(litellm().token_counter(model=litellm_model(call.provider), messages=messages))
+        except Exception as exc:
+            raise translate_error(call.provider, exc) from None
+
+    async def send(self, call: Call) -> Answer:
+        provider, wire = call.provider, call.wire
+        kwargs = {**provider_kwargs(provider), "timeout": provider.timeout, "num_retries": 0, "max_retries": 0}
+        extra_headers = {**kwargs.get("extra_headers", {}), **_passed_headers(call)}
+        if extra_headers:
+            kwargs["extra_headers"] = extra_headers
+        stream = bool(call.body.get("stream"))
+        try:
+            if wire.name == "chat":
+                result = await litellm().acompletion(**_chat_kwargs(provider, call.body, kwargs))
+                if not stream:
+                    completion = completion_body(result)
+                    return Answer(provider, body=_dumps(completion), usage=wire.usage(completion))
+                events: AsyncIterator[bytes] = _chat_events(result)
+            elif wire.name == "messages":
+                result = await litellm().anthropic_messages(**_messages_kwargs(call.body, kwargs))
+                if not stream:
+                    body = result if isinstance(result, dict) else json.loads(result.model_dump_json())
+                    return Answer(provider, body=_dumps(body), usage=wire.usage(body))
+                events = _byte_events(result)
+            else:
+                result = await litellm().aresponses(**_responses_kwargs(provider, call.body, kwargs))
+                if not stream:
+                    body = json.loads(result.model_dump_json(exclude_none=True))
+                    return Answer(provider, body=_dumps(body), usage=wire.usage(body))
+                events = _object_events(result)
+            answer = Answer(provider, usage={})
+            first = await anext(events)
+        except StopAsyncIteration:
+            raise UpstreamError(f"provider {provider.model} closed the stream without sending anything") from None
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise translate_error(provider, exc) from None
+        answer.stream = _checked(answer, wire, first, events)
+        return answer
+
+
+def _passed_headers(call: Call) -> dict[str, str]:
+    # Anthropic's version and beta headers mean nothing to another provider; the rest (traceparent) go on.
+    return {k: v for k, v in call.headers.items() if not k.startswith("anthropic-")}
+
+
+def _chat_kwargs(provider: Provider, body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {**base, "messages": body["messages"], "stream": bool(body.get("stream"))}
+    extra_body = {}
+    for key, value in body.items():
+        if key in ("model", "messages", "stream"):
+            continue
+        if key in CHAT_PASSTHROUGH:
+            kwargs[key] = value
+        else:
+            extra_body[key] = value
+    if extra_body and provider.speaks_openai:
+        kwargs["extra_body"] = extra_body
+    return kwargs
+
+
+def _messages_kwargs(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {**base, "stream": bool(body.get("stream"))}
+    kwargs.update({k: v for k, v in body.items() if k in MESSAGES_FIELDS})
+    return kwargs
+
+
+def _responses_kwargs(provider: Provider, body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {**base, "stream": bool(body.get("stream"))}
+    kwargs.update({k: v for k, v in body.items() if k in RESPONSES_FIELDS})
+    kwargs.pop("previous_response_id", None)  # refused earlier when it cannot be honoured
+    kwargs["store"] = False  # nothing is kept on a bridged path; the client sends the whole input
+    if provider.speaks_openai:
+        kwargs["use_chat_completions_api"] = True  # this provider has no /responses of its own
+    if provider.provider == "anthropic":
+        kwargs.setdefault("max_output_tokens", LITELLM_DEFAULT_MAX_TOKENS)
+    return kwargs
+
+
+async def _checked(answer: Answer, wire: Wire, first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The translated stream, usage noted; a failure midway ends it with an error event in the client's format."""
+    usage = answer.usage if answer.usage is not None else {}
+    event = first
+    try:
+        while True:
+            for found in _event_usages(wire, event):
+                usage.update(found)
+            yield event
+            event = await anext(rest)
+    except StopAsyncIteration:
+        pass
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a stream broken midway: report it in-band, then end
+        error = translate_error(answer.provider, exc)
+        log.warning("stream from %s broke: %s", answer.provider.model, error.message)
+        answer.ending = "stream_interrupted"
+        yield wire.error_event("stream_interrupted", f"stream interrupted: {error.message}")
+    finally:
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:
+                pass
+
+
+def _event_usages(wire: Wire, event: bytes) -> list[dict[str, int]]:
+    if b"usage" not in event:
+        return []
+    out = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data: {"):
+            try:
+                found = wire.usage(json.loads(line[6:]))
+            except ValueError:
+                continue
+            if found:
+                out.append(found)
+    return out
+
+
+async def _chat_events(result: Any) -> AsyncIterator[bytes]:
+    async for chunk in result:
+        yield _event(chunk_body(chunk))
+    yield b"data: [DONE]\n\n"
+
+
+async def _byte_events(result: Any) -> AsyncIterator[bytes]:
+    async for piece in result:
+        yield piece if isinstance(piece, bytes) else str(piece).encode()
+
+
+async def _object_events(result: Any) -> AsyncIterator[bytes]:
+    async for item in result:
+        data = item.model_dump_json(exclude_none=True)
+        yield f"event: {item.type}\ndata: {data}\n\n".encode()
+
+
+def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
+    """Map a litellm exception to the error a client sees (the same mapping the relay uses)."""
+    ll = litellm()
+    name = provider.model
+    detail = _short_message(exc)
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ll.Timeout):
+        return upstream_timeout(name, provider.timeout)
+    if isinstance(exc, ll.RateLimitError):
+        return upstream_failure(name, 429, detail, _header(exc, "retry-after"))
+    if isinstance(exc, ll.APIConnectionError) or "Connection error" in str(exc):
+        return upstream_unreachable(name, api_base(provider) or "its default URL", detail)
+    if isinstance(exc, (ll.AuthenticationError, ll.PermissionDeniedError)):
+        return upstream_failure(name, status if status in (401, 403) else 401, detail)
+    if isinstance(exc, ll.NotFoundError):
+        return upstream_failure(name, 404, detail)
+    if isinstance(exc, (ll.BadRequestError, ll.UnprocessableEntityError)):
+        return upstream_failure(name, status if isinstance(status, int) and 400 <= status < 500 else 400, detail)
+    return upstream_failure(name, status if isinstance(status, int) and status >= 500 else 502, detail)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _event(value: Any) -> bytes:
+    return b"data: " + _dumps(value) + b"\n\n"
+
+
+def _short_message(exc: Exception) -> str:
+    text = str(exc).split("\n")[0]
+    text = re.sub(r"^litellm\.\w+: ", "", text)
+    text = re.sub(r"^\w+: \w+Exception - ", "", text)
+    return text[:300]
+
+
+def _header(exc: Exception, name: str) -> str | None:
+    for attr in ("litellm_response_headers", "headers"):
+        headers = getattr(exc, attr, None)
+        if headers:
+            value = dict(headers).get(name) or dict(headers).get(name.title())
+            if value:
+                return str(value)
+    response = getattr(exc, "response", None)
+    if response is not None and getattr(response, "headers", None) is not None:
+        return response.headers.get(name)
+    return None
+
+
+# -- litellm's chat objects as OpenAI's JSON -----------------------------------
+
+
+def _usage(usage: Any) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    get = usage.get if isinstance(usage, dict) else lambda k: getattr(usage, k, None)
+    return {k: int(get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def _message(msg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": getattr(msg, "role", None) or "assistant",
+                           "content": getattr(msg, "content", None)}
+    tool_calls = getattr(msg, "tool_calls", None)
+    if tool_calls:
+        out["tool_calls"] = [_tool_call(t) for t in tool_calls]
+    for key in ("refusal", "function_call", "reasoning_content"):
+        value = getattr(msg, key, None)
+        if value:
+            out[key] = value if isinstance(value, (str, dict)) else value.model_dump()
+    return out
+
+
+def _tool_call(call: Any, with_index: bool = False) -> dict[str, Any]:
+    fn = getattr(call, "function", None)
+    out: dict[str, Any] = {}
+    if with_index:
+        out["index"] = getattr(call, "index", 0) or 0
+    if getattr(call, "id", None):
+        out["id"] = call.id
+    if getattr(call, "type", None) or not with_index:
+        out["type"] = getattr(call, "type", None) or "function"
+    if fn is not None:
+        f: dict[str, Any] = {}
+        if getattr(fn, "name", None):
+            f["name"] = fn.name
+        if getattr(fn, "arguments", None) is not None:
+            f["arguments"] = fn.arguments
+        out["function"] = f
+    return out
+
+
+def completion_body(result: Any) -> dict[str, Any]:
+    """A litellm ModelResponse as the OpenAI API's chat.completion JSON (no litellm extras)."""
+    body: dict[str, Any] = {
+        "id": result.id, "object": "chat.completion", "created": result.created, "model": result.model,
+        "choices": [{"index": c.index, "message": _message(c.message), "logprobs": None,
+                     "finish_reason": c.finish_reason} for c in result.choices],
+    }
+    fingerprint = getattr(result, "system_fingerprint", None)
+    if fingerprint:
+        body["system_fingerprint"] = fingerprint
+    usage = _usage(getattr(result, "usage", None))
+    if usage:
+        body["usage"] = usage
+    return body
+
+
+def chunk_body(chunk: Any) -> dict[str, Any]:
+    """A litellm stream chunk as OpenAI's chat.completion.chunk JSON."""
+    choices = []
+    for c in chunk.choices:
+        delta: dict[str, Any] = {}
+        d = c.delta
+        if getattr(d, "role", None):
+            delta["role"] = d.role
+        if getattr(d, "content", None) is not None:
+            delta["content"] = d.content
+        if getattr(d, "tool_calls", None):
+            delta["tool_calls"] = [_tool_call(t, with_index=True) for t in d.tool_calls]
+        if getattr(d, "refusal", None):
+            delta["refusal"] = d.refusal
+        choices.append({"index": c.index, "delta": delta, "logprobs": None, "finish_reason": c.finish_reason})
+    body: dict[str, Any] = {"id": chunk.id, "object": "chat.completion.chunk", "created": chunk.created,
+                            "model": chunk.model, "choices": choices}
+    usage = _usage(getattr(chunk, "usage", None))
+    if usage and not choices:
+        body["usage"] = usage
+    return body
