@@ -2,8 +2,10 @@
 
     python -m gateway.testing.fake_provider --port 9000 [--latency-ms 0] [--chunks 3] [--chunk-delay-ms 0]
 
-Serves OpenAI's `POST /v1/chat/completions` and Anthropic's `POST /v1/messages`,
-streamed (SSE) or not. The answer is deterministic: `[<model>] <last user text>`.
+Serves OpenAI's `POST /v1/chat/completions` and `POST /v1/responses`, and
+Anthropic's `POST /v1/messages` (plus `/v1/messages/count_tokens`), streamed
+(SSE) or not. Responses created with `store` (the default) are remembered, so
+`previous_response_id` works as on OpenAI; an unknown id is a 400. The answer is deterministic: `[<model>] <last user text>`.
 Every request's headers and body are recorded; `GET /_requests` lists them and
 `DELETE /_requests` clears them. `GET /_events` lists lifecycle events such as
 client disconnects.
@@ -49,6 +51,7 @@ class FakeProvider:
         self.requests: list[dict[str, Any]] = []
         self.events: list[str] = []
         self.record = True
+        self.stored: set[str] = set()  # ids of Responses kept for previous_response_id
 
     # -- helpers ----------------------------------------------------------
 
@@ -124,7 +127,7 @@ class FakeProvider:
         """Read and record a request; (body, messages, model, fault, early answer if the fault is one)."""
         body = await request.json()
         self._remember(request, body)
-        messages = body.get("messages") or []
+        messages = body.get("messages") or _input_messages(body.get("input"))
         model = body.get("model", "unknown")
         fault = self._fault(messages, model)
         return body, messages, model, fault, await self._pre_answer_fault(fault, messages)
@@ -258,6 +261,92 @@ class FakeProvider:
 
         return StreamingResponse(self._watch(request, events()), media_type="text/event-stream")
 
+    # -- OpenAI Responses ---------------------------------------------------
+
+    async def responses(self, request: Request) -> Response:
+        body, messages, model, fault, early = await self._receive(request)
+        if early is not None:
+            return early
+        previous = body.get("previous_response_id")
+        if previous is not None and previous not in self.stored:
+            return JSONResponse({"error": {"message": f"Previous response with id '{previous}' not found.",
+                                           "type": "invalid_request_error", "param": "previous_response_id",
+                                           "code": "previous_response_not_found"}}, 400)
+        text = self._answer(model, messages, body.get("instructions") or "")
+        call = self._function_call(body)
+        rid, item_id = f"resp_{uuid.uuid4().hex[:24]}", f"{'fc' if call else 'msg'}_{uuid.uuid4().hex[:24]}"
+        if body.get("store", True):
+            self.stored.add(rid)
+            del_oldest(self.stored)
+        out_tokens = max(1, len(text.split()))
+        usage = {"input_tokens": 10, "output_tokens": out_tokens, "total_tokens": 10 + out_tokens}
+        if call:
+            item = {"type": "function_call", "id": item_id, "call_id": call["call_id"], "name": call["name"],
+                    "arguments": "{}", "status": "completed"}
+        else:
+            item = {"type": "message", "id": item_id, "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+        def response(status: str, output: list[dict[str, Any]], with_usage: bool) -> dict[str, Any]:
+            return {"id": rid, "object": "response", "created_at": int(time.time()), "status": status,
+                    "model": model, "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
+                    "tools": body.get("tools") or [], "previous_response_id": previous,
+                    "usage": usage if with_usage else None}
+
+        if not body.get("stream"):
+            return JSONResponse(response("completed", [item], True))
+        seq = iter(range(1_000_000))
+
+        def event(kind: str, **data: Any) -> bytes:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': next(seq), **data})}\n\n".encode()
+
+        async def events() -> AsyncIterator[bytes]:
+            yield event("response.created", response=response("in_progress", [], False))
+            yield event("response.in_progress", response=response("in_progress", [], False))
+            if call:
+                yield event("response.output_item.added", output_index=0, item={**item, "arguments": "",
+                                                                                  "status": "in_progress"})
+                yield event("response.function_call_arguments.delta", item_id=item_id, output_index=0, delta="{}")
+                yield event("response.function_call_arguments.done", item_id=item_id, output_index=0, arguments="{}")
+            else:
+                yield event("response.output_item.added", output_index=0,
+                            item={**item, "status": "in_progress", "content": []})
+                part = {"type": "output_text", "text": "", "annotations": []}
+                where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+                yield event("response.content_part.added", **where, part=part)
+                for i, piece in enumerate(self._split(text)):
+                    if fault == "midstream" and i == 1:
+                        return
+                    if fault == "garbage" and i == 1:
+                        yield b"event: response.output_text.delta\ndata: {this is not json\n\n"
+                        return
+                    if fault == "slowstream":
+                        await asyncio.sleep(0.2)
+                    elif self.chunk_delay and i:
+                        await asyncio.sleep(self.chunk_delay)
+                    yield event("response.output_text.delta", **where, delta=piece)
+                yield event("response.output_text.done", **where, text=text)
+                yield event("response.content_part.done", **where, part={**part, "text": text})
+            yield event("response.output_item.done", output_index=0, item=item)
+            yield event("response.completed", response=response("completed", [item], True))
+
+        return StreamingResponse(self._watch(request, events()), media_type="text/event-stream")
+
+    @staticmethod
+    def _function_call(body: dict[str, Any]) -> dict[str, Any] | None:
+        """The Responses form of `_tool_call`: outputs arrive as `function_call_output` items."""
+        tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+        items = body.get("input") if isinstance(body.get("input"), list) else []
+        answered = sum(1 for i in items if isinstance(i, dict) and i.get("type") == "function_call_output")
+        if answered >= len(tools):
+            return None
+        return {"call_id": f"call_{uuid.uuid4().hex[:12]}", "name": tools[answered].get("name", "tool")}
+
+    async def count_tokens(self, request: Request) -> Response:
+        body = await request.json()
+        self._remember(request, body)
+        return JSONResponse({"input_tokens": max(1, len(json.dumps(body.get("messages"))) // 4)})
+
     # -- inspection -------------------------------------------------------
 
     async def list_requests(self, request: Request) -> Response:
@@ -275,10 +364,35 @@ class FakeProvider:
             Route("/v1/chat/completions", self.openai, methods=["POST"]),
             Route("/chat/completions", self.openai, methods=["POST"]),
             Route("/v1/messages", self.anthropic, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/_requests", self.list_requests, methods=["GET", "DELETE"]),
             Route("/_events", self.list_events, methods=["GET"]),
             Route("/healthz", lambda r: JSONResponse({"ok": True}), methods=["GET"]),
         ])
+
+
+def _input_messages(items: Any) -> list[dict[str, Any]]:
+    """A Responses `input` as chat-style messages: user and assistant text, tool outputs as empty user turns."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type", "message") == "message" and item.get("role") in ("user", "assistant"):
+            content = item.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            out.append({"role": item["role"], "content": content})
+        elif str(item.get("type", "")).endswith("_output"):
+            out.append({"role": "user", "content": ""})
+    return out
+
+
+def del_oldest(ids: set[str], keep: int = 10_000) -> None:
+    while len(ids) > keep:
+        ids.pop()
 
 
 def main(argv: list[str] | None = None) -> None:
