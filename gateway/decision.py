@@ -19,6 +19,9 @@ from .pins import Pin, PinStore
 from .routers import Router
 
 log = logging.getLogger("gateway.decision")
+# Conversations remembered for route_on_user_only live beside session pins; the space
+# keeps them apart, since no valid session id contains one.
+CONVERSATION_PREFIX = "conversation "
 
 
 @dataclass
@@ -43,7 +46,11 @@ class Ask:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome for one request. `outcome` is routed, no_route, pinned or router_failed."""
+    """The outcome for one request. `outcome` is routed, no_route, pinned, kept or router_failed.
+
+    `kept`: no session, but the turn only carried tool results, so the
+    conversation's previous decision was kept (`routing.route_on_user_only`).
+    """
 
     provider: Provider
     route: str | None
@@ -99,11 +106,17 @@ class Decider:
                 code="model_not_found", param="model")
         return provider
 
-    async def decide(self, ask: Ask, session_key: str | None = None,
-                     session_id: str | None = None) -> Decision:
-        """Decide which model serves `ask`; `session_key` is the tenant-scoped pin key."""
+    async def decide(self, ask: Ask, session_key: str | None = None, session_id: str | None = None,
+                     conversation_key: str | None = None) -> Decision:
+        """Decide which model serves `ask`; `session_key` is the tenant-scoped pin key.
+
+        `conversation_key` (tenant-scoped too) is given for requests without a
+        session when `routing.route_on_user_only` is on.
+        """
         requested = self.requested_provider(ask)
         if session_key is None:
+            if conversation_key is not None:
+                return await self._follow_conversation(ask, requested, CONVERSATION_PREFIX + conversation_key)
             return await self._route(ask, requested, None)
 
         pin = await self._get_pin(session_key)
@@ -144,6 +157,22 @@ class Decider:
         except Exception as exc:  # a store outage must not fail a request that succeeded
             self.stats.store_errors += 1
             log.warning("pin store unavailable while re-pinning: %s", exc)
+
+    async def _follow_conversation(self, ask: Ask, requested: Provider | None, key: str) -> Decision:
+        """Without a session: a turn of tool results keeps the conversation's last decision; others route."""
+        if ask.tool_turn:
+            pin = await self._get_pin(key)
+            if pin is not None:
+                return Decision(self.config.find(pin.model), pin.route, False, None, "kept")  # type: ignore[arg-type]
+        decision = await self._route(ask, requested, None)
+        if decision.outcome != "router_failed":
+            now = time.time()
+            try:
+                await self.store.replace(key, Pin(decision.model, decision.route, now, now))
+            except Exception as exc:
+                self.stats.store_errors += 1
+                log.debug("pin store write failed, conversation not remembered: %s", exc)
+        return decision
 
     async def unpin(self, session_key: str) -> bool:
         return await self.store.delete(session_key)

@@ -26,7 +26,7 @@ class Metrics:
                                 ["endpoint", "status", "model"], registry=r)
         self.decisions = Counter("gateway_routing_decisions",
                                  "Decisions by route (none when no route matched) and outcome "
-                                 "(routed, no_route, pinned, router_failed)", ["route", "outcome"], registry=r)
+                                 "(routed, no_route, pinned, kept, router_failed)", ["route", "outcome"], registry=r)
         self.router_latency = Histogram("gateway_router_latency_seconds", "Time the router took to decide",
                                         registry=r, buckets=ROUTER_BUCKETS)
         self.upstream_latency = Histogram("gateway_upstream_latency_seconds",

@@ -86,8 +86,11 @@ async def decide(request: Request, surface: Surface, record: RequestRecord
     if gw.log_prompts:
         record.prompt = next((m["content"] for m in reversed(ask.messages) if m.get("role") == "user"), "")[:500]
     key = gw.session_key(request, client, sid)
+    conversation = None
+    if key is None and routing.route_on_user_only and ask.opening:
+        conversation = gw.session_key(request, client, conversation_id(ask.opening))
     with gw.tracing.span("gateway.decide", session_id=sid) as span:
-        record.decision = decision = await gw.decider.decide(ask, key, sid)
+        record.decision = decision = await gw.decider.decide(ask, key, sid, conversation)
         annotate(span, model=decision.model, route=decision.route, pinned=decision.pinned, outcome=decision.outcome)
     return body, decision, key
 
