@@ -4,7 +4,8 @@
     GATEWAY_URL=http://127.0.0.1:12000 python3 agent.py
 
 The agent has four tools and works through them one model call at a time, as
-agent loops do. Every call carries the same X-Session-Id, so the gateway pins
+agent loops do. It uses the SDK's default model class, which speaks OpenAI's
+Responses API (`POST /v1/responses`). Every call carries the same X-Session-Id, so the gateway pins
 the whole run to the model its first step was routed to. An httpx response
 hook records the X-Router-* headers of each call, and the script prints which
 model served every step.
@@ -18,7 +19,7 @@ import sys
 import uuid
 
 import httpx
-from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
 from openai import AsyncOpenAI
 
 GATEWAY_URL = os.environ.get("GATEWAY_URL", "http://127.0.0.1:12000").rstrip("/")
@@ -53,7 +54,7 @@ async def main() -> int:
     steps: list[tuple[str, str, str]] = []
 
     async def record(response: httpx.Response) -> None:
-        if response.request.url.path.endswith("/chat/completions"):
+        if response.request.url.path.endswith("/responses"):
             h = response.headers
             steps.append((h.get("x-router-model", "?"), h.get("x-router-route", "?"), h.get("x-router-pinned", "?")))
 
@@ -62,11 +63,12 @@ async def main() -> int:
         base_url=f"{GATEWAY_URL}/v1", api_key="not-used", default_headers={"X-Session-Id": session_id},
         http_client=httpx.AsyncClient(event_hooks={"response": [record]}, timeout=120),
     )
+    set_default_openai_client(client, use_for_tracing=False)
     agent = Agent(
         name="builder",
         instructions="You build small web services. Use every tool once, in order, then summarise the result.",
         tools=[research_requirements, draft_schema, write_endpoints, review_security],
-        model=OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client),
+        model="gpt-4o-mini",  # a plain name: the SDK's default model class, on the Responses API
     )
     result = await Runner.run(agent, "Design and implement a task manager API, then review it for security.",
                               max_turns=12)
