@@ -8,8 +8,9 @@ endpoint, the gateway (one worker) and LiteLLM's proxy (installed by
 `benchmarks/setup.sh` into benchmarks/.venv-proxy) against the same fake
 provider. Load comes from wrk at concurrency 1 and 50; time to first token
 from a raw-socket client at concurrency 1. A realistic stream profile (a second
-fake provider sending 30 chunks 20 ms apart) runs 200 concurrent streams
-through the gateway and directly, in alternating rounds, counting every chunk.
+fake provider sending 30 chunks 20 ms apart) keeps 200 streams open at all
+times through the gateway and directly, in alternating turns, counting every
+chunk.
 `--gateway-src DIR` runs the gateway from another checkout (e.g. a `git
 worktree` of an older commit) so a before/after pair shares one harness.
 Prints one table and writes it as
@@ -182,13 +183,15 @@ REALISTIC_CHUNKS = 30
 REALISTIC_PROMPT = "Summarise the plot of a long novel about a lighthouse keeper, in detail. " * 4
 
 
-def realistic_streams(targets: dict[str, tuple[str, dict[str, str]]], concurrency: int,
-                      rounds: int) -> dict[str, dict[str, float]]:
-    """`concurrency` streams at once against each target in turn, `rounds` times.
+def realistic_streams(targets: dict[str, tuple[str, dict[str, str]]], concurrency: int, seconds: float,
+                      rounds: int = 2) -> dict[str, dict[str, float]]:
+    """`concurrency` streams open at all times (a closed loop) against each target in turn.
 
-    Per target: time to first content chunk (p50/p99 over every stream), the
-    content chunks each stream should have carried against those that arrived,
-    and failed streams. Rounds alternate between targets so noise lands on both.
+    Each of `concurrency` clients opens a stream, reads it to the end and opens
+    the next, for `seconds`; targets take turns `rounds` times so noise lands on
+    both. Per target: time to first content chunk (p50/p99 over every stream),
+    content chunks expected against received, and failed streams. A first short
+    turn per target warms up connections and is not counted.
     """
     import asyncio
 
@@ -213,16 +216,29 @@ def realistic_streams(targets: dict[str, tuple[str, dict[str, str]]], concurrenc
                         chunks += 1
         return ttft, chunks, done and response.status == 200
 
+    async def client(session: aiohttp.ClientSession, url: str, headers: dict[str, str], until: float,
+                     into: list[tuple[float, int, bool]]) -> None:
+        while time.perf_counter() < until:
+            try:
+                into.append(await one(session, url, headers))
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                into.append((float("nan"), 0, False))
+
+    async def turn(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                   length: float) -> list[tuple[float, int, bool]]:
+        got: list[tuple[float, int, bool]] = []
+        until = time.perf_counter() + length
+        await asyncio.gather(*(client(session, url, headers, until, got) for _ in range(concurrency)))
+        return got
+
     async def run() -> dict[str, dict[str, float]]:
         samples: dict[str, list[tuple[float, int, bool]]] = {name: [] for name in targets}
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            for i in range(rounds + 1):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            for name, (url, headers) in targets.items():
+                await turn(session, url, headers, 1.0)
+            for _ in range(rounds):
                 for name, (url, headers) in targets.items():
-                    got = await asyncio.gather(*(one(session, url, headers) for _ in range(concurrency)),
-                                               return_exceptions=True)
-                    if i:  # round 0 warms up connections
-                        samples[name] += [g if isinstance(g, tuple) else (float("nan"), 0, False) for g in got]
+                    samples[name] += await turn(session, url, headers, seconds)
         out = {}
         for name, values in samples.items():
             ttfts = sorted(v[0] for v in values if v[0] == v[0])
@@ -244,10 +260,10 @@ def _content(data: bytes) -> str:
         return ""
 
 
-def warm_up(port: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+def warm_up(port: int, body: dict[str, Any], headers: dict[str, str], path: str = "/v1/chat/completions") -> None:
     import urllib.request
 
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json", **headers})
     with urllib.request.urlopen(request, timeout=60) as response:
         response.read()
@@ -256,9 +272,15 @@ def warm_up(port: int, body: dict[str, Any], headers: dict[str, str]) -> None:
 # ---------------------------------------------------------------------------- configs
 
 
-def gateway_config(fake: str) -> str:
+def gateway_config(fake: str, responses_native: bool = True) -> str:
+    # An older gateway (--gateway-src) refuses fields it does not know, such as responses_api.
+    native = f"""
+  - model: openai/gpt-4.1
+    access_key: bench-key
+    base_url: {fake}
+    responses_api: true""" if responses_native else ""
     return f"""\
-model_providers:
+model_providers:{native}
   - model: openai/gpt-4o-mini
     access_key: bench-key
     base_url: {fake}
@@ -287,6 +309,9 @@ model_list:
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{fake}/v1", api_key: bench-key}}
   - model_name: claude-sonnet-4-20250514
     litellm_params: {{model: anthropic/claude-sonnet-4-20250514, api_base: "{fake}", api_key: bench-key}}
+  - model_name: gpt-4o-mini-chat
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{fake}/v1", api_key: bench-key}}
+    model_info: {{mode: chat}}
 litellm_settings:
   telemetry: false
   set_verbose: false
@@ -305,6 +330,8 @@ def main() -> int:
     parser.add_argument("--gateway-src", help="run the gateway from this checkout instead of this one")
     args = parser.parse_args()
     gw_env = {"PYTHONPATH": str(Path(args.gateway_src).resolve())} if args.gateway_src else {}
+    src = Path(args.gateway_src).resolve() if args.gateway_src else ROOT
+    three_protocols = (src / "gateway" / "api" / "messages.py").exists()  # older checkouts serve chat only
     RESULTS.mkdir(exist_ok=True)
     if not shutil.which("wrk") or (not args.skip_proxy and not (PROXY_VENV / "bin" / "litellm").exists()):
         subprocess.run(["bash", str(HERE / "setup.sh")], check=True)
@@ -321,7 +348,7 @@ def main() -> int:
         echo, _ = start("echo", [py, str(HERE / "echo_app.py"), "--port", str(echo_port)], echo_port, "/healthz")
         services.append(echo)
         config = RESULTS / "gateway_config.yaml"
-        config.write_text(gateway_config(fake.url))
+        config.write_text(gateway_config(fake.url, three_protocols))
         ready = []
         for _ in range(3):
             gw, seconds = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)],
@@ -387,12 +414,12 @@ def main() -> int:
         services.append(slow)
         slow_gw_port = free_port()
         slow_config = RESULTS / "gateway_slow_config.yaml"
-        slow_config.write_text(gateway_config(slow.url))
+        slow_config.write_text(gateway_config(slow.url, three_protocols))
         slow_gw, _ = start("gateway_slow", [py, "-m", "gateway", "up", str(slow_config), "--port", str(slow_gw_port)],
                            slow_gw_port, "/healthz", env=gw_env)
         services.append(slow_gw)
         results["realistic"] = realistic_streams({"direct": (slow.url, {}), "gateway": (slow_gw.url, fwd_session)},
-                                                 concurrency=200, rounds=4)
+                                                 concurrency=200, seconds=args.duration)
         print(f"  {results['realistic']}", flush=True)
 
         print("forwarding, Anthropic format (translated)", flush=True)
@@ -401,6 +428,30 @@ def main() -> int:
         measure("gateway_anthropic", f"{gw.url}/v1/chat/completions", claude_body, {"X-Session-Id": "bench-claude"})
         if proxy:
             measure("proxy_anthropic", f"{proxy.url}/v1/chat/completions", claude_body, PROXY_AUTH)
+
+        if three_protocols:
+            print("Anthropic Messages", flush=True)
+            msg = {"model": "claude-sonnet-4-20250514", "max_tokens": 256, **chat}
+            measure("direct_messages", f"{fake.url}/v1/messages", msg)
+            measure("gateway_messages", f"{gw.url}/v1/messages", msg, {"X-Session-Id": "bench-messages"})
+            translated = {**msg, "model": "gpt-4o-mini"}
+            warm_up(gw_port, translated, {"X-Session-Id": "bench-messages-translated"}, "/v1/messages")
+            measure("gateway_messages_translated", f"{gw.url}/v1/messages", translated,
+                    {"X-Session-Id": "bench-messages-translated"})
+            if proxy:
+                measure("proxy_messages_translated", f"{proxy.url}/v1/messages", translated, PROXY_AUTH)
+
+            print("OpenAI Responses", flush=True)
+            native = {"model": "gpt-4.1", "input": CHAT}
+            measure("direct_responses", f"{fake.url}/v1/responses", native)
+            measure("gateway_responses", f"{gw.url}/v1/responses", native, {"X-Session-Id": "bench-responses"})
+            bridged = {"model": "gpt-4o-mini", "input": CHAT}
+            warm_up(gw_port, bridged, {"X-Session-Id": "bench-responses-bridged"}, "/v1/responses")
+            measure("gateway_responses_bridged", f"{gw.url}/v1/responses", bridged,
+                    {"X-Session-Id": "bench-responses-bridged"})
+            if proxy:
+                measure("proxy_responses_bridged", f"{proxy.url}/v1/responses",
+                        {**bridged, "model": "gpt-4o-mini-chat"}, PROXY_AUTH)
 
         print("memory", flush=True)
         wrk(f"{gw.url}/routing/v1/chat/completions", chat, {}, 50, 1.0)
@@ -469,11 +520,33 @@ def report(r: dict[str, Any]) -> str:
             f"p50 {r['ttft'][peer]['p50_ms']:.2f} ms (+{r['ttft'][peer]['p50_ms'] - direct_ttft:.2f} vs direct)",
             "+ < 1 ms" if peer == "gateway" else "")
     if "proxy@c50" in runs:
-        add("gateway / proxy req/s, c=50", f"{ratio('gateway@c50', 'proxy@c50'):.1f}x", ">= 3x")
+        add("gateway / proxy req/s, c=50", f"{ratio('gateway@c50', 'proxy@c50'):.1f}x", ">= 10x")
         add("gateway / proxy added p50, c=50",
             f"{added('gateway', 'direct', 50, 'p50_ms') / max(added('proxy', 'direct', 50, 'p50_ms'), 1e-9):.2f}", "<= 0.25")
         add("gateway / proxy req/s, Anthropic c=50", f"{ratio('gateway_anthropic@c50', 'proxy_anthropic@c50'):.1f}x "
             f"({runs['gateway_anthropic@c50']['rps']:.0f} vs {runs['proxy_anthropic@c50']['rps']:.0f})", ">= 2x")
+    if "gateway_messages@c1" in runs:
+        for c in (1, 50):
+            add(f"Messages relayed to Anthropic format c={c} (added vs direct)",
+                f"p50 +{added('gateway_messages', 'direct_messages', c, 'p50_ms'):.2f} ms, "
+                f"p99 +{added('gateway_messages', 'direct_messages', c, 'p99_ms'):.2f} ms; "
+                f"{runs[f'gateway_messages@c{c}']['rps']:.0f} req/s (direct {runs[f'direct_messages@c{c}']['rps']:.0f})",
+                "p50 < 1 ms" if c == 1 else "")
+            add(f"Responses relayed to a Responses provider c={c} (added vs direct)",
+                f"p50 +{added('gateway_responses', 'direct_responses', c, 'p50_ms'):.2f} ms, "
+                f"p99 +{added('gateway_responses', 'direct_responses', c, 'p99_ms'):.2f} ms; "
+                f"{runs[f'gateway_responses@c{c}']['rps']:.0f} req/s (direct {runs[f'direct_responses@c{c}']['rps']:.0f})")
+        trans, bridged = runs["gateway_messages_translated@c50"]["rps"], runs["gateway_responses_bridged@c50"]["rps"]
+        if "proxy_messages_translated@c50" in runs:
+            add("gateway / proxy req/s, Messages translated to OpenAI format c=50",
+                f"{ratio('gateway_messages_translated@c50', 'proxy_messages_translated@c50'):.1f}x ({trans:.0f} vs "
+                f"{runs['proxy_messages_translated@c50']['rps']:.0f})", ">= 2x")
+            add("Responses bridged to a chat-only provider c=50",
+                f"{bridged:.0f} req/s (LiteLLM proxy, same request: {runs['proxy_responses_bridged@c50']['rps']:.0f})")
+        else:
+            add("Messages translated c=50 / Responses bridged c=50", f"{trans:.0f} / {bridged:.0f} req/s")
+    if "proxy_stream@c50" in runs:
+        add("gateway / proxy req/s, streamed c=50", f"{ratio('gateway_stream@c50', 'proxy_stream@c50'):.1f}x", ">= 10x")
     if "realistic" in r:
         real = r["realistic"]
         g, dr = real["gateway"], real["direct"]

@@ -158,7 +158,12 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
                     "intent and pins agent sessions to one model.",
         middleware=[Middleware(InFlight, gauge=gw.metrics.in_flight)],
         exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_error, Exception: on_unexpected},
+        # The gateway's own spans (`--otel`, tracing.py) cover every route, plain ones included;
+        # FastAPI's would duplicate them and cost a provider lookup on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    # The hot endpoints first, at the top level: matched before anything else, no nested router.
+    app.router.routes[:0] = [route for surface in SURFACES for route in surface.ROUTES]
     for surface in (*SURFACES, admin, ops):
         app.include_router(surface.router)
     app.state.gateway = gw

@@ -24,24 +24,41 @@ log = logging.getLogger("gateway.decision")
 CONVERSATION_PREFIX = "conversation "
 
 
-@dataclass
 class Ask:
     """What the decision needs from a request, whatever its wire format.
 
-    `messages` are chat-shaped turns for the router: what the user asked and
-    what the assistant said, as text (no tool output, no system prompt).
-    `any_model` says an unknown `model` is the client's own default (an agent
-    CLI's), to be routed like no model at all, rather than a typo to refuse.
-    `opening` (system prompt and first user turn) identifies the conversation
-    for implicit sessions; `tool_turn` says the latest turn only carries tool
+    `messages`: chat-shaped turns for the router, what the user asked and what
+    the assistant said, as text (no tool output, no system prompt). `opening`:
+    the system prompt and first user turn, identifying the conversation for
+    implicit sessions. Both may be given as functions, computed only if used:
+    a pinned request never runs the router, so it never pays for reading a
+    long conversation. `any_model` says an unknown `model` is the client's own
+    default (an agent CLI's), to be routed like no model at all, rather than a
+    typo to refuse. `tool_turn` says the latest turn only carries tool
     results, not a new question.
     """
 
-    messages: list[dict[str, Any]]
-    model: Any = None
-    any_model: bool = False
-    opening: str = ""
-    tool_turn: bool = False
+    __slots__ = ("_messages", "model", "any_model", "_opening", "tool_turn")
+
+    def __init__(self, messages: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]], model: Any = None,
+                 any_model: bool = False, opening: str | Callable[[], str] = "", tool_turn: bool = False) -> None:
+        self._messages = messages
+        self.model = model
+        self.any_model = any_model
+        self._opening = opening
+        self.tool_turn = tool_turn
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        if callable(self._messages):
+            self._messages = self._messages()
+        return self._messages
+
+    @property
+    def opening(self) -> str:
+        if callable(self._opening):
+            self._opening = self._opening()
+        return self._opening
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
+from starlette.routing import Route
 from starlette.responses import Response
 
 from ..conversation import text_of
@@ -56,7 +57,7 @@ class ChatSurface:
         check_chat_body(body)
         messages = body["messages"]
         last = messages[-1]
-        return Ask(messages, body.get("model"), opening=_opening(messages),
+        return Ask(messages, body.get("model"), opening=lambda: _opening(messages),
                    tool_turn=last.get("role") in ("tool", "function"))
 
     def before_forward(self, body: dict[str, Any], provider: Any) -> None:
@@ -112,11 +113,14 @@ class RoutingDecision(BaseModel):
     pinned: bool = Field(description="true when an earlier request of the session chose the model")
 
 
+# The hot endpoints are plain Starlette routes, mounted at the top of the app by
+# `create_app`: no dependency solving, no response model, no nested router on
+# their path. Their OpenAPI entries come from DOCS below.
+ROUTES = [
+    Route(FORWARD, chat_completions, methods=["POST"]),
+    Route(DECISION, chat_decision, methods=["POST"]),
+]
 router = APIRouter(tags=["chat completions"])
-# Plain routes: no dependency solving or response validation on the hot path;
-# the OpenAPI entries come from the documentation-only operations below.
-router.add_route(FORWARD, chat_completions, methods=["POST"], include_in_schema=False)
-router.add_route(DECISION, chat_decision, methods=["POST"], include_in_schema=False)
 
 DOCS: list[tuple[str, str, type[BaseModel], type[BaseModel] | None, str]] = [
     (FORWARD, "Chat completion, forwarded to the chosen model (stream: true answers SSE)", ChatRequest, None,

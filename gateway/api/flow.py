@@ -68,12 +68,12 @@ def error_response(surface: Surface | None, error: GatewayError, headers: dict[s
     return JSONResponse(body, status_code=error.status, headers={**(headers or {}), **error.headers})
 
 
-async def decide(request: Request, surface: Surface, record: RequestRecord
+async def decide(gw: Gateway, request: Request, surface: Surface, record: RequestRecord
                  ) -> tuple[dict[str, Any], Decision, str | None]:
     """Read and check the request, find its session, and decide: (body, decision, pin key)."""
-    gw = gateway_of(request)
-    request.state.record = record  # the error handler finishes it if anything below raises
-    request.state.surface = surface  # ... and renders the error in this protocol's shape
+    state = request.state
+    state.record = record  # the error handler finishes it if anything below raises
+    state.surface = surface  # ... and renders the error in this protocol's shape
     client = gw.client(request)
     record.trace_id = validation.trace_id(request)
     body = await validation.read_json(request, gw.config.max_body_bytes)
@@ -104,7 +104,7 @@ async def answer_decision(request: Request, surface: Surface) -> Response:
     gw = gateway_of(request)
     record = RequestRecord(surface.decision_path)
     with gw.tracing.request(surface.decision_path, request.headers):
-        _, decision, _ = await decide(request, surface, record)
+        _, decision, _ = await decide(gw, request, surface, record)
         payload: dict[str, Any] = {"model": decision.model, "route": decision.route, "trace_id": record.trace_id}
         if decision.session_id is not None:
             payload["session_id"] = decision.session_id
@@ -121,7 +121,7 @@ async def forward(request: Request, surface: Surface) -> Response:
     gw = gateway_of(request)
     record = RequestRecord(surface.forward_path)
     with gw.tracing.request(surface.forward_path, request.headers):
-        body, decision, key = await decide(request, surface, record)
+        body, decision, key = await decide(gw, request, surface, record)
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
         passed = surface.upstream_headers(request)
         try:

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
+from starlette.routing import Route
 from starlette.responses import JSONResponse, Response
 
 from .. import validation
@@ -128,6 +129,13 @@ def _is_tool_turn(message: dict[str, Any]) -> bool:
             and not text_of(content).strip())
 
 
+def _opening(body: dict[str, Any]) -> str:
+    system = body.get("system")
+    users = (text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user")
+    first = next((text for text in users if text.strip()), "")
+    return f"{system if isinstance(system, str) else text_of(system)}\n\n{first}" if first else ""
+
+
 class MessagesSurface:
     wire = MessagesWire()
     forward_path = FORWARD
@@ -136,12 +144,8 @@ class MessagesSurface:
     def ask(self, body: dict[str, Any]) -> Ask:
         check_messages_body(body)
         messages = body["messages"]
-        turns = router_turns(messages)
-        system = body.get("system")
-        system_text = system if isinstance(system, str) else text_of(system)
-        first = next((t["content"] for t in turns if t["role"] == "user"), "")
-        return Ask(turns, body.get("model"), any_model=True, opening=f"{system_text}\n\n{first}" if first else "",
-                   tool_turn=_is_tool_turn(messages[-1]))
+        return Ask(lambda: router_turns(messages), body.get("model"), any_model=True,
+                   opening=lambda: _opening(body), tool_turn=_is_tool_turn(messages[-1]))
 
     def before_forward(self, body: dict[str, Any], provider: Any) -> None:
         return None
@@ -167,9 +171,9 @@ async def message_decision(request: Request) -> Response:
 
 async def count_tokens(request: Request) -> Response:
     """Token count of a Messages request for the model that would serve it (estimated unless it is Claude)."""
-    record = RequestRecord(COUNT)
-    body, decision, _ = await flow.decide(request, SURFACE, record)
     gw = flow.gateway_of(request)
+    record = RequestRecord(COUNT)
+    body, decision, _ = await flow.decide(gw, request, SURFACE, record)
     count = await gw.forwarder.count_tokens(decision.provider, SURFACE.wire, body, SURFACE.upstream_headers(request))
     gw.observer.finish(record)
     return JSONResponse({"input_tokens": count}, headers=flow.decision_headers(decision, record.trace_id or ""))
@@ -189,10 +193,15 @@ class MessagesRequest(BaseModel):
     stream: bool = False
 
 
+# The hot endpoints are plain Starlette routes, mounted at the top of the app by
+# `create_app`: no dependency solving, no response model, no nested router on
+# their path. Their OpenAPI entries come from DOCS below.
+ROUTES = [
+    Route(FORWARD, create_message, methods=["POST"]),
+    Route(DECISION, message_decision, methods=["POST"]),
+    Route(COUNT, count_tokens, methods=["POST"]),
+]
 router = APIRouter(tags=["anthropic messages"])
-router.add_route(FORWARD, create_message, methods=["POST"], include_in_schema=False)
-router.add_route(DECISION, message_decision, methods=["POST"], include_in_schema=False)
-router.add_route(COUNT, count_tokens, methods=["POST"], include_in_schema=False)
 
 DOCS = [
     (FORWARD, "Anthropic Messages, forwarded to the chosen model (relayed to Claude, translated for others)",

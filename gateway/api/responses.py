@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
+from starlette.routing import Route
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
@@ -114,6 +115,14 @@ def _is_tool_turn(items: Any) -> bool:
     return isinstance(items, list) and bool(items) and str(items[-1].get("type", "")).endswith("_output")
 
 
+def _opening(body: dict[str, Any]) -> str:
+    items = body["input"]
+    users = ([items] if isinstance(items, str) else
+             (text_of(i.get("content")) for i in items if i.get("type", "message") == "message" and i.get("role") == "user"))
+    first = next((text for text in users if text.strip()), "")
+    return f"{body.get('instructions') or ''}\n\n{first}" if first else ""
+
+
 class ResponsesSurface:
     wire = ResponsesWire()
     forward_path = FORWARD
@@ -121,11 +130,9 @@ class ResponsesSurface:
 
     def ask(self, body: dict[str, Any]) -> Ask:
         check_responses_body(body)
-        turns = router_turns(body["input"])
-        first = next((t["content"] for t in turns if t["role"] == "user"), "")
-        instructions = body.get("instructions") or ""
-        return Ask(turns, body.get("model"), any_model=True,
-                   opening=f"{instructions}\n\n{first}" if first else "", tool_turn=_is_tool_turn(body["input"]))
+        items = body["input"]
+        return Ask(lambda: router_turns(items), body.get("model"), any_model=True,
+                   opening=lambda: _opening(body), tool_turn=_is_tool_turn(items))
 
     def upstream_headers(self, request: Request) -> dict[str, str]:
         return {}
@@ -184,11 +191,16 @@ class ResponsesRequest(BaseModel):
     stream: bool = False
 
 
+# The hot endpoints are plain Starlette routes, mounted at the top of the app by
+# `create_app`: no dependency solving, no response model, no nested router on
+# their path. Their OpenAPI entries come from DOCS below.
+ROUTES = [
+    Route(FORWARD, create_response, methods=["POST"]),
+    Route(DECISION, response_decision, methods=["POST"]),
+]
 router = APIRouter(tags=["openai responses"])
-router.add_route(FORWARD, create_response, methods=["POST"], include_in_schema=False)
 router.add_route(FORWARD, get_not_offered, methods=["GET"], include_in_schema=False)
 router.add_websocket_route(FORWARD, no_websocket)
-router.add_route(DECISION, response_decision, methods=["POST"], include_in_schema=False)
 
 DOCS = [
     (FORWARD, "OpenAI Responses, forwarded to the chosen model (relayed to OpenAI, bridged for others)",
