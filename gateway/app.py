@@ -140,6 +140,16 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
                         status_code=status)
 
 
+def _refused_websocket_noise(record: logging.LogRecord) -> bool:
+    """Drop the ERROR uvicorn's websockets-sansio protocol logs after a refused upgrade.
+
+    Codex tries a WebSocket on every start and gets the intended 426, but that
+    protocol implementation never marks a denial response as a finished
+    handshake and logs an error for it (a known uvicorn bug).
+    """
+    return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def create_app(config: Config, *, router: Router | None = None, store: PinStore | None = None,
                log_prompts: bool = False, hash_session_ids: bool = False, otel: bool = False) -> FastAPI:
     """The ASGI application serving `config`."""
@@ -148,6 +158,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("uvicorn.error").addFilter(_refused_websocket_noise)  # after uvicorn set up its logging
         yield
         await gw.forwarder.close()
         await gw.decider.store.close()
