@@ -178,8 +178,12 @@ async def _checked(answer: Answer, wire: Wire, first: bytes, rest: AsyncIterator
     event = first
     try:
         while True:
-            for found in _event_usages(wire, event):
-                usage.update(found)
+            for data in _event_data(event):
+                found = wire.usage(data)
+                if found:
+                    usage.update(found)
+                if wire.failed(data):  # litellm's own in-band error (its Messages bridge sends one)
+                    answer.ending = "stream_interrupted"
             yield event
             event = await anext(rest)
     except StopAsyncIteration:
@@ -190,7 +194,7 @@ async def _checked(answer: Answer, wire: Wire, first: bytes, rest: AsyncIterator
         error = translate_error(answer.provider, exc)
         log.warning("stream from %s broke: %s", answer.provider.model, error.message)
         answer.ending = "stream_interrupted"
-        yield wire.error_event("stream_interrupted", f"stream interrupted: {error.message}")
+        yield wire.error_event("stream_interrupted", error.message)
     finally:
         close = getattr(rest, "aclose", None)
         if close is not None:
@@ -200,18 +204,19 @@ async def _checked(answer: Answer, wire: Wire, first: bytes, rest: AsyncIterator
                 pass
 
 
-def _event_usages(wire: Wire, event: bytes) -> list[dict[str, int]]:
-    if b"usage" not in event:
+def _event_data(event: bytes) -> list[dict[str, Any]]:
+    """The JSON objects in an event's data lines, read only when they may carry usage or an error."""
+    if b"usage" not in event and b"error" not in event:
         return []
     out = []
     for line in event.split(b"\n"):
         if line.startswith(b"data: {"):
             try:
-                found = wire.usage(json.loads(line[6:]))
+                data = json.loads(line[6:])
             except ValueError:
                 continue
-            if found:
-                out.append(found)
+            if isinstance(data, dict):
+                out.append(data)
     return out
 
 
@@ -229,20 +234,29 @@ async def _byte_events(result: Any) -> AsyncIterator[bytes]:
 async def _object_events(result: Any) -> AsyncIterator[bytes]:
     async for item in result:
         data = item.model_dump_json(exclude_none=True)
-        yield f"event: {item.type}\ndata: {data}\n\n".encode()
+        kind = getattr(item.type, "value", item.type)  # litellm's event types are enums
+        yield f"event: {kind}\ndata: {data}\n\n".encode()
 
 
 def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
-    """Map a litellm exception to the error a client sees (the same mapping the relay uses)."""
+    """Map a litellm exception to the error a client sees (the same mapping the relay uses).
+
+    The provider's own key is masked here already, since a stream's error
+    event is built from this after the failover loop (which masks every key)
+    has handed the stream on.
+    """
     ll = litellm()
     name = provider.model
     detail = _short_message(exc)
+    if provider.access_key:
+        detail = detail.replace(provider.access_key, "***")
     status = getattr(exc, "status_code", None)
-    if isinstance(exc, ll.Timeout):
+    if isinstance(exc, ll.Timeout) or _caused_by(exc, ("TimeoutException", "TimeoutError", "ServerTimeoutError")):
         return upstream_timeout(name, provider.timeout)
     if isinstance(exc, ll.RateLimitError):
         return upstream_failure(name, 429, detail, _header(exc, "retry-after"))
-    if isinstance(exc, ll.APIConnectionError) or "Connection error" in str(exc):
+    if (isinstance(exc, ll.APIConnectionError) or "Connection error" in str(exc)
+            or _caused_by(exc, ("ConnectError", "ClientConnectorError", "ConnectionRefusedError"))):
         return upstream_unreachable(name, api_base(provider) or "its default URL", detail)
     if isinstance(exc, (ll.AuthenticationError, ll.PermissionDeniedError)):
         return upstream_failure(name, status if status in (401, 403) else 401, detail)
@@ -250,7 +264,20 @@ def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
         return upstream_failure(name, 404, detail)
     if isinstance(exc, (ll.BadRequestError, ll.UnprocessableEntityError)):
         return upstream_failure(name, status if isinstance(status, int) and 400 <= status < 500 else 400, detail)
-    return upstream_failure(name, status if isinstance(status, int) and status >= 500 else 502, detail)
+    if isinstance(status, int) and 400 <= status < 600:  # any other status litellm carried over: mapped as is
+        return upstream_failure(name, status, detail)
+    return upstream_failure(name, 502, detail)
+
+
+def _caused_by(exc: BaseException, names: tuple[str, ...]) -> bool:
+    """Whether an exception of one of these class names is in `exc`'s chain (litellm wraps transport errors)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if any(cls.__name__ in names for cls in type(current).__mro__):
+            return True
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return False
 
 
 def _dumps(value: Any) -> bytes:
