@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable
 
 # Routers look at no more than this many characters of any one message, so a
 # megabyte of pasted log costs the same as a page.
@@ -70,3 +70,9 @@ def recent_turns(messages: list[dict[str, Any]], max_chars: int) -> list[dict[st
             break
     kept.reverse()
     return kept
+
+
+def opening(instructions: str, user_texts: Iterable[str]) -> str:
+    """A conversation's opening: its standing instructions and first non-empty user turn ("" if none yet)."""
+    first = next((text for text in user_texts if text.strip()), "")
+    return f"{instructions}\n\n{first}" if first else ""

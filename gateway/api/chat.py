@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.responses import Response
 
-from ..conversation import text_of
+from ..conversation import opening, text_of
 from ..decision import Ask
 from ..errors import GatewayError
 from ..validation import check_chat_body
@@ -72,8 +72,7 @@ class ChatSurface:
 
 def _opening(messages: list[dict[str, Any]]) -> str:
     system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-    first = next((text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
-    return f"{system}\n\n{first}" if first else ""
+    return opening(system, (text_of(m.get("content")) for m in messages if m.get("role") == "user"))
 
 
 SURFACE = ChatSurface()

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.responses import JSONResponse, Response
 
 from .. import validation
-from ..conversation import text_of
+from ..conversation import opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest, GatewayError, UpstreamError
 from ..observe import RequestRecord
@@ -131,9 +131,8 @@ def _is_tool_turn(message: dict[str, Any]) -> bool:
 
 def _opening(body: dict[str, Any]) -> str:
     system = body.get("system")
-    users = (text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user")
-    first = next((text for text in users if text.strip()), "")
-    return f"{system if isinstance(system, str) else text_of(system)}\n\n{first}" if first else ""
+    return opening(system if isinstance(system, str) else text_of(system),
+                   (text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user"))
 
 
 class MessagesSurface:

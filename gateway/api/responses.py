@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from .. import validation
-from ..conversation import text_of
+from ..conversation import opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest, GatewayError
 from ..upstream.endpoints import native_wire
@@ -117,10 +117,9 @@ def _is_tool_turn(items: Any) -> bool:
 
 def _opening(body: dict[str, Any]) -> str:
     items = body["input"]
-    users = ([items] if isinstance(items, str) else
-             (text_of(i.get("content")) for i in items if i.get("type", "message") == "message" and i.get("role") == "user"))
-    first = next((text for text in users if text.strip()), "")
-    return f"{body.get('instructions') or ''}\n\n{first}" if first else ""
+    users = [items] if isinstance(items, str) else (
+        text_of(i.get("content")) for i in items if i.get("type", "message") == "message" and i.get("role") == "user")
+    return opening(body.get("instructions") or "", users)
 
 
 class ResponsesSurface:
