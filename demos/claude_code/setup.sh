@@ -17,36 +17,16 @@
 # -linux-arm64, -linux-x64-musl, -darwin-arm64, ...).
 set -euo pipefail
 
+name="Claude Code"
 version="${CLAUDE_CODE_VERSION:-2.1.197}"
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="${AGENT_CLIENTS_DIR:-$here/../.clients}/claude-code"
-link="$dest/bin/claude"
-
-fail() { echo "claude_code/setup.sh: $*" >&2; exit 1; }
-
-scratch="$(mktemp -d -t claude-setup.XXXXXX)"
-trap 'rm -rf "$scratch"' EXIT
+source "$here/../lib_npm_cli.sh"  # fail, $scratch, npm_cli_install, npm_cli_link
 
 # `claude --version` prints "2.1.197 (Claude Code)"; it is run with a throwaway HOME.
 version_of() { HOME="$scratch" timeout 60 "$1" --version 2>/dev/null | awk 'NR == 1 {print $1}'; }
 
-if [ -x "$link" ] && [ "$(version_of "$link")" = "$version" ]; then
-  echo "Claude Code $version: $(cd "$dest/bin" && pwd)/claude (already installed)"
-  exit 0
-fi
-
-command -v npm >/dev/null 2>&1 || fail "npm not found; install Node.js 18 or newer (with npm) and run this again"
-
-mkdir -p "$dest" || fail "cannot create $dest"
-dest="$(cd "$dest" && pwd)"
-link="$dest/bin/claude"
-[ -f "$dest/package.json" ] || echo '{"name": "demo-agent-client-claude-code", "private": true}' >"$dest/package.json"
-
-if ! npm install --prefix "$dest" --ignore-scripts --no-audit --no-fund --loglevel=error \
-      "@anthropic-ai/claude-code@$version" >"$scratch/npm.log" 2>&1; then
-  cat "$scratch/npm.log" >&2
-  fail "npm install @anthropic-ai/claude-code@$version failed (output above)"
-fi
+npm_cli_install @anthropic-ai/claude-code claude  # exits 0 here when already installed
 
 # The platform package npm should have picked, most specific first.
 case "$(uname -s)" in
@@ -78,7 +58,4 @@ for platform in "${candidates[@]}"; do
 done
 [ -n "$found" ] || fail "npm installed no working native binary (looked for @anthropic-ai/claude-code-{$(IFS=,; echo "${candidates[*]}")}/claude under $dest/node_modules); optional dependencies may be disabled (npm --omit=optional or npm_config_omit)"
 
-mkdir -p "$dest/bin"
-ln -sfn "../node_modules/@anthropic-ai/claude-code-$found/claude" "$link"
-[ "$(version_of "$link")" = "$version" ] || fail "$link does not run"
-echo "Claude Code $version: $link"
+npm_cli_link "$dest/node_modules/@anthropic-ai/claude-code-$found/claude"

@@ -18,36 +18,16 @@
 # linked directly, so no Node process sits between the demo and Codex.
 set -euo pipefail
 
+name="Codex"
 version="${CODEX_VERSION:-0.171.0}"
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="${AGENT_CLIENTS_DIR:-$here/../.clients}/codex"
-link="$dest/bin/codex"
-
-fail() { echo "codex/setup.sh: $*" >&2; exit 1; }
-
-scratch="$(mktemp -d -t codex-setup.XXXXXX)"
-trap 'rm -rf "$scratch"' EXIT
+source "$here/../lib_npm_cli.sh"  # fail, $scratch, npm_cli_install, npm_cli_link
 
 # `codex --version` prints "codex-cli 0.171.0"; it is run with a throwaway HOME.
 version_of() { HOME="$scratch" CODEX_HOME="$scratch" timeout 60 "$1" --version 2>/dev/null | awk 'NR == 1 {print $2}'; }
 
-if [ -x "$link" ] && [ "$(version_of "$link")" = "$version" ]; then
-  echo "Codex $version: $(cd "$dest/bin" && pwd)/codex (already installed)"
-  exit 0
-fi
-
-command -v npm >/dev/null 2>&1 || fail "npm not found; install Node.js 18 or newer (with npm) and run this again"
-
-mkdir -p "$dest" || fail "cannot create $dest"
-dest="$(cd "$dest" && pwd)"
-link="$dest/bin/codex"
-[ -f "$dest/package.json" ] || echo '{"name": "demo-agent-client-codex", "private": true}' >"$dest/package.json"
-
-if ! npm install --prefix "$dest" --ignore-scripts --no-audit --no-fund --loglevel=error \
-      "@openai/codex@$version" >"$scratch/npm.log" 2>&1; then
-  cat "$scratch/npm.log" >&2
-  fail "npm install @openai/codex@$version failed (output above)"
-fi
+npm_cli_install @openai/codex codex  # exits 0 here when already installed
 
 # The target triple codex.js would pick (Linux builds are static musl binaries).
 case "$(uname -s)-$(uname -m)" in
@@ -65,7 +45,4 @@ fi
 [ -x "$binary" ] || fail "npm installed no native binary for $triple (looked in @openai/codex-$pkg/vendor/$triple/bin/ under $dest/node_modules); optional dependencies may be disabled (npm --omit=optional or npm_config_omit)"
 [ "$(version_of "$binary")" = "$version" ] || fail "$binary does not run or is not version $version"
 
-mkdir -p "$dest/bin"
-ln -sfn "../${binary#"$dest/"}" "$link"
-[ "$(version_of "$link")" = "$version" ] || fail "$link does not run"
-echo "Codex $version: $link"
+npm_cli_link "$binary"
