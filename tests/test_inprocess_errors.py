@@ -68,13 +68,9 @@ async def send_once(path: str, respond: Any) -> UpstreamError:
 STATUSES = [429, 500, 503, 401, 403, 404, 400, 413, 422]
 # On OpenAI-format paths litellm raises a plain APIError carrying status_code 403 or 413 (no dedicated class),
 # so these two check that any carried 4xx is mapped as the relay maps it, not as a transient 502.
-LITELLM_422 = pytest.mark.xfail(strict=True, reason=(
-    "gateway-visible bug: on OpenAI-format paths litellm answers a provider's 422 by sending the request again "
-    "and returning None; the gateway then fails on None ('NoneType' object has no attribute 'choices') and "
-    "reports a transient 502 (retried, failed over) instead of a 400 upstream_bad_request"))
-CASES = [pytest.param(path, status, id=f"{path}-{status}",
-                      marks=LITELLM_422 if (status == 422 and path in OPENAI_PATHS) else ())
-         for path in PATHS for status in STATUSES]
+# On OpenAI-format paths litellm answers a provider's 422 by returning nothing; the gateway reports that as the
+# non-transient 400 the status means.
+CASES = [pytest.param(path, status, id=f"{path}-{status}") for path in PATHS for status in STATUSES]
 
 
 @pytest.mark.parametrize("path, status", CASES)
@@ -127,10 +123,6 @@ def test_a_provider_timeout_becomes_504_upstream_timeout_with_the_providers_limi
     assert f"within {limit:g}s" in error.message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway bug: a 200 whose body is not JSON comes out as upstream_unreachable ('could not connect', Anthropic "
-    "paths: litellm raises APIConnectionError 'Unable to get json response') or as upstream_error 'failed (500)' "
-    "(OpenAI-format paths), where the relay says upstream_bad_response"))
 @pytest.mark.parametrize("path", list(PATHS))
 def test_a_200_that_is_not_json_is_502_upstream_bad_response_as_the_relay_says(litellm_httpx, path):
     page = httpx.Response(200, text="<html><body>502 Bad Gateway</body></html>", headers={"content-type": "text/html"})

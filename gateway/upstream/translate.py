@@ -21,7 +21,7 @@ import re
 from typing import Any, AsyncIterator
 
 from ..config import Provider
-from ..errors import (UpstreamError, upstream_failure, upstream_timeout, upstream_unreachable)
+from ..errors import UpstreamError, upstream_bad_response, upstream_failure, upstream_timeout, upstream_unreachable
 from ..litellm_loader import litellm
 from . import Answer, Call, Wire
 from .endpoints import api_base
@@ -105,19 +105,19 @@ class LitellmUpstream:
         stream = bool(call.body.get("stream"))
         try:
             if wire.name == "chat":
-                result = await litellm().acompletion(**_chat_kwargs(provider, call.body, kwargs))
+                result = _answered(provider, await litellm().acompletion(**_chat_kwargs(provider, call.body, kwargs)))
                 if not stream:
                     completion = completion_body(result)
                     return Answer(provider, body=_dumps(completion), usage=wire.usage(completion))
                 events: AsyncIterator[bytes] = _chat_events(result)
             elif wire.name == "messages":
-                result = await litellm().anthropic_messages(**_messages_kwargs(call.body, kwargs))
+                result = _answered(provider, await litellm().anthropic_messages(**_messages_kwargs(call.body, kwargs)))
                 if not stream:
                     body = result if isinstance(result, dict) else json.loads(result.model_dump_json())
                     return Answer(provider, body=_dumps(body), usage=wire.usage(body))
                 events = _byte_events(result)
             else:
-                result = await litellm().aresponses(**_responses_kwargs(provider, call.body, kwargs))
+                result = _answered(provider, await litellm().aresponses(**_responses_kwargs(provider, call.body, kwargs)))
                 if not stream:
                     body = json.loads(result.model_dump_json(exclude_none=True))
                     return Answer(provider, body=_dumps(body), usage=wire.usage(body))
@@ -132,6 +132,19 @@ class LitellmUpstream:
             raise translate_error(provider, exc) from None
         answer.stream = _checked(answer, wire, first, events)
         return answer
+
+
+def _answered(provider: Provider, result: Any) -> Any:
+    """`result`, unless litellm returned nothing: it does that after a provider's 422 on OpenAI-format paths."""
+    if result is None:
+        raise _refused_without_answer(provider)
+    return result
+
+
+def _refused_without_answer(provider: Provider) -> UpstreamError:
+    return UpstreamError(f"provider {provider.model} refused the request (litellm got no answer, as it does "
+                         "for a 422 Unprocessable Entity); check the request's fields", status=400,
+                         transient=False, code="upstream_bad_request")
 
 
 def _passed_headers(call: Call) -> dict[str, str]:
@@ -253,6 +266,11 @@ def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ll.Timeout) or _caused_by(exc, ("TimeoutException", "TimeoutError", "ServerTimeoutError")):
         return upstream_timeout(name, provider.timeout)
+    if "'NoneType' object has no attribute" in str(exc) or "Unexpected response type: <class 'NoneType'>" in str(exc):
+        # litellm's bridges trip over the nothing it returns after a 422: the same refusal as above.
+        return _refused_without_answer(provider)
+    if _caused_by(exc, ("JSONDecodeError",)) or "Empty or invalid response" in detail:
+        return upstream_bad_response(name, f"answered with something that is not a JSON object ({detail[:80]})")
     if isinstance(exc, ll.RateLimitError):
         return upstream_failure(name, 429, detail, _header(exc, "retry-after"))
     if (isinstance(exc, ll.APIConnectionError) or "Connection error" in str(exc)
