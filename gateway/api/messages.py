@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from .. import validation
 from ..conversation import opening, text_of
 from ..decision import Ask
-from ..errors import BadRequest, GatewayError, UpstreamError
+from ..errors import BadRequest, GatewayError
 from ..observe import RequestRecord
 from . import flow
 from .chat import RoutingDecision
@@ -74,8 +74,6 @@ class MessagesWire:
 
 def error_body(error: GatewayError) -> dict[str, Any]:
     kind = ERROR_TYPES.get(error.status, "api_error")
-    if isinstance(error, UpstreamError) and error.status == 429:
-        kind = "rate_limit_error"
     return {"type": "error", "error": {"type": kind, "message": error.message}}
 
 

@@ -234,9 +234,12 @@ def _event_data(event: bytes) -> list[dict[str, Any]]:
 
 
 async def _chat_events(result: Any) -> AsyncIterator[bytes]:
+    sent = False
     async for chunk in result:
+        sent = True
         yield _event(chunk_body(chunk))
-    yield b"data: [DONE]\n\n"
+    if sent:  # an empty stream ends with nothing, so the caller reports it as the failure it is
+        yield b"data: [DONE]\n\n"
 
 
 async def _byte_events(result: Any) -> AsyncIterator[bytes]:
