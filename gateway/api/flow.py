@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from .. import validation
 from ..config import Provider
+from ..conversation import user_turns
 from ..decision import Ask, Decision
 from ..errors import GatewayError
 from ..observe import RequestRecord
@@ -84,7 +85,7 @@ async def decide(gw: Gateway, request: Request, surface: Surface, record: Reques
         sid, source = conversation_id(ask.opening), "implicit"
     record.session_id, record.session_source = sid, source
     if gw.log_prompts:
-        record.prompt = next((m["content"] for m in reversed(ask.messages) if m.get("role") == "user"), "")[:500]
+        record.prompt = (user_turns(ask.messages, 1) or [""])[0][:500]
     key = gw.session_key(request, client, sid)
     conversation = None
     if key is None and routing.route_on_user_only and ask.opening:
