@@ -227,3 +227,21 @@ def test_route_on_user_only_keeps_the_decision_through_tool_result_turns():
     routed = stats.routed
     assert gw.post("/routing/v1/messages", {"messages": messages}).json()["model"] == GPT4O
     assert stats.routed == routed
+
+
+def test_log_prompts_logs_what_the_user_asked_on_every_surface(caplog):
+    import logging
+
+    from gateway.app import create_app as make
+
+    gw = Gateway()
+    gw.app = make(gw.app.state.gateway.config, log_prompts=True)
+    reminder = {"type": "text", "text": "<system-reminder>\nnot what the user asked\n</system-reminder>"}
+    with caplog.at_level(logging.INFO, logger="gateway.request"):
+        gw.post("/routing/v1/messages", {"messages": [{"role": "user", "content": [reminder, {
+            "type": "text", "text": "merge two sorted lists"}]}]})
+        gw.post("/routing/v1/chat/completions", {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "parse ISO dates"}]}]})
+        gw.post("/routing/v1/responses", {"input": "explain CAP"})
+    prompts = [r.fields.get("prompt") for r in caplog.records if hasattr(r, "fields")]
+    assert prompts == ["merge two sorted lists", "parse ISO dates", "explain CAP"]
