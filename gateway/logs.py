@@ -55,8 +55,8 @@ class JsonFormatter(logging.Formatter):
 class BatchingHandler(logging.StreamHandler):
     """Writes lines in batches: at most every `interval` seconds or `limit` bytes.
 
-    A write to stderr per request cost about 50 us under load here (README,
-    Performance), a third of a pinned decision; batching makes it a few. Warnings
+    A write to stderr per request is a large share of a pinned decision's cost
+    (README, Performance); batching spreads one write over many lines. Warnings
     and errors are written at once, and everything pending is written at exit.
     """
 
@@ -108,10 +108,10 @@ class BatchingHandler(logging.StreamHandler):
 class RequestLog:
     """The one line per request, written straight into the batching handler.
 
-    Going through `logging.Logger.info` cost about 50 us per request under load
-    here (record creation, caller lookup, locking), a third of a pinned
-    decision; this formats the same line and queues it directly. Without
-    `configure()` (embedding the app, tests) it falls back to the logging module.
+    Going through `logging.Logger.info` (record creation, caller lookup,
+    locking) costs a large share of a pinned decision (README, Performance);
+    this formats the same line and queues it directly. Without `configure()`
+    (embedding the app, tests) it falls back to the logging module.
     """
 
     def __init__(self) -> None:

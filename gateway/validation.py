@@ -88,4 +88,4 @@ def trace_id(request: Request) -> str:
     match = _TRACEPARENT.match(header.strip().lower()) if header else None
     if match and match.group(1) != "0" * 32:
         return match.group(1)
-    return os.urandom(16).hex()  # a W3C trace id: 16 random bytes (uuid4 costs 5x more)
+    return os.urandom(16).hex()  # a W3C trace id: 16 random bytes (cheaper than uuid4)
