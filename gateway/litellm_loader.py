@@ -38,8 +38,26 @@ def litellm() -> Any:
     # Messages bridged to an OpenAI-format provider go over its chat completions,
     # which every such server has, not over a Responses API most of them lack.
     module.use_chat_completions_url_for_anthropic_messages = True
+    _skip_proxy_router_lookup()
     import logging
 
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return module
+
+
+def _skip_proxy_router_lookup() -> None:
+    """Stop litellm's Messages bridge from looking for LiteLLM's proxy on every call.
+
+    Without a router argument, the bridge tries `from litellm.proxy.proxy_server
+    import llm_router` each time. Without the proxy's extras installed that
+    import fails part-way, so Python never caches it and every translated
+    Messages call pays for loading a dozen modules again (measured in README,
+    Performance). The gateway is not LiteLLM's proxy and has no such router.
+    """
+    try:
+        from litellm.llms.anthropic.messages.adapters import handler
+    except ImportError:  # another litellm layout: nothing to tune
+        return
+    if hasattr(handler, "_proxy_router_fallback"):
+        handler._proxy_router_fallback = lambda: None
