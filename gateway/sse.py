@@ -10,8 +10,11 @@ translated), so they pass through as bytes. Two things are ours:
   once, to `on_close`, for the request log and metrics.
 
 sse-starlette cancels the stream (and with it the upstream request) as soon as
-the client disconnects, sends keep-alive comments while a model is silent,
-and drops a client that stops reading for `SEND_TIMEOUT` seconds.
+the client disconnects, and sends keep-alive comments while a model is silent.
+Events are sent without a timeout scope of their own (one per event was the
+largest per-event cost); a client that stops reading is still dropped, by the
+next keep-alive, whose send times out after `SEND_TIMEOUT` seconds and ends
+the stream.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class EventStream(EventSourceResponse):
     async def _stream_response(self, send: Send) -> None:
         # The start and the first event went out in __call__; the rest follows as it comes.
         async for event in self.body_iterator:
-            await self._send_with_timeout(send, {"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         async with self._send_lock:
             self.active = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
