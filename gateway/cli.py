@@ -43,6 +43,8 @@ def describe(config: Config) -> list[str]:
             flags.append("default")
         if p.base_url:
             flags.append(f"at {p.base_url}")
+        if p.speaks_responses:
+            flags.append("serves the Responses API itself")
         if p.access_key_source and not p.access_key:
             flags.append(f"{p.access_key_source} not set: decisions work, forwarding will fail")
         lines.append(f"  {p.model}" + (f"  ({'; '.join(flags)})" if flags else ""))
@@ -60,6 +62,10 @@ def describe(config: Config) -> list[str]:
     if store == "redis":
         store += f" at {routing.session_cache.url}"
     lines.append(f"pins: {store}, ttl {routing.session_ttl_seconds}s sliding, at most {routing.session_max_entries}")
+    sources = ", ".join(s.label for s in routing.session_key_sources) or "none"
+    lines.append(f"session ids from: {sources}" + ("; else the conversation's opening" if routing.implicit_sessions else ""))
+    if routing.route_on_user_only:
+        lines.append("route_on_user_only: tool-result turns keep the previous decision")
     if config.ignored_sections:
         lines.append(f"ignored Plano sections: {', '.join(config.ignored_sections)}")
     return lines
