@@ -199,3 +199,36 @@ def test_failover_re_pins_and_a_broken_stream_ends_with_an_error_event(gw, clien
     assert text.startswith("event: response.created")
     last = text.strip().split("\n\n")[-1]
     assert last.startswith("event: error") and "closed the stream before it finished" in last
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_item_references_to_earlier_answers_are_expanded_for_bridged_providers(gw, client, fake_provider, stream):
+    # The Vercel AI SDK's default: the assistant's earlier turn comes back as {"type": "item_reference", "id": ...}.
+    headers = session()
+    if stream:
+        with client.responses.stream(model="gpt-4o-mini", input=SMALL_TALK, extra_headers=headers) as s:
+            for _ in s:
+                pass
+            first = s.get_final_response()
+    else:
+        first = client.responses.create(model="gpt-4o-mini", input=SMALL_TALK, extra_headers=headers)
+    said = first.output[0]
+    assert fake_provider.requests()[-1]["path"] == "/v1/chat/completions"  # bridged
+    client.responses.create(model="gpt-4o-mini", extra_headers=headers, input=[
+        {"role": "user", "content": SMALL_TALK}, {"type": "item_reference", "id": said.id},
+        {"role": "user", "content": "and shorter?"}])
+    sent = fake_provider.requests()[-1]["body"]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert first.output_text in json.dumps(sent[1])
+
+
+def test_an_item_reference_the_gateway_never_saw_is_a_clear_400_for_a_bridged_provider(client, fake_provider):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="gpt-4o-mini", input=[
+            {"role": "user", "content": SMALL_TALK}, {"type": "item_reference", "id": "msg_never_seen"}])
+    assert "input[1] refers to item 'msg_never_seen'" in raised.value.message
+    assert fake_provider.requests() == []  # refused before any provider call
+    # A provider that speaks Responses itself holds its items: the reference goes through untouched.
+    client.responses.create(model="gpt-4o", input=[
+        {"role": "user", "content": REASONING_PROMPT}, {"type": "item_reference", "id": "msg_held_by_openai"}])
+    assert {"type": "item_reference", "id": "msg_held_by_openai"} in fake_provider.requests()[-1]["body"]["input"]

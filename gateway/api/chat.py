@@ -60,7 +60,10 @@ class ChatSurface:
         return Ask(messages, body.get("model"), opening=lambda: _opening(messages),
                    tool_turn=last.get("role") in ("tool", "function"))
 
-    def before_forward(self, body: dict[str, Any], provider: Any) -> None:
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> None:
+        return None
+
+    def after_answer(self, request: Request, answer: Any) -> None:
         return None
 
     def upstream_headers(self, request: Request) -> dict[str, str]:

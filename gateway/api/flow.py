@@ -22,7 +22,7 @@ from ..observe import RequestRecord
 from ..sessions import conversation_id, find_session
 from ..sse import EventStream
 from ..tracing import annotate
-from ..upstream import Wire
+from ..upstream import Answer, Wire
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -41,8 +41,11 @@ class Surface(Protocol):
     def upstream_headers(self, request: Request) -> dict[str, str]:
         """Client headers the provider should see (e.g. anthropic-version)."""
 
-    def before_forward(self, body: dict[str, Any], provider: Provider) -> None:
-        """Refuse (BadRequest) what `provider` cannot serve, before any call is made."""
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Provider) -> None:
+        """Refuse (BadRequest) what `provider` cannot serve, or adapt the body for it, before any call is made."""
+
+    def after_answer(self, request: Request, answer: Answer) -> None:
+        """See the answer on its way back (e.g. to remember what it said); may wrap `answer.stream`."""
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
         """`error` in this protocol's error shape."""
@@ -126,7 +129,7 @@ async def forward(request: Request, surface: Surface) -> Response:
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
         passed = surface.upstream_headers(request)
         try:
-            surface.before_forward(body, decision.provider)
+            surface.before_forward(request, body, decision.provider)
             with gw.tracing.span("gateway.upstream", provider=decision.model) as span:
                 traceparent = gw.tracing.traceparent(request.headers.get("traceparent"))
                 if traceparent:
@@ -143,6 +146,7 @@ async def forward(request: Request, surface: Surface) -> Response:
         record.served_by, record.upstream_seconds, record.usage = (
             answer.provider.model, answer.upstream_seconds, answer.usage)
         await gw.decider.answered(key, decision, answer.provider)
+        surface.after_answer(request, answer)
         if answer.provider is not decision.provider:
             headers.update({"X-Router-Model": answer.provider.model, "X-Router-Pinned": "false",
                             "X-Router-Failover": f"{decision.model} -> {answer.provider.model}"})

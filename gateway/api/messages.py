@@ -144,7 +144,10 @@ class MessagesSurface:
         return Ask(lambda: router_turns(messages), body.get("model"), any_model=True,
                    opening=lambda: _opening(body), tool_turn=_is_tool_turn(messages[-1]))
 
-    def before_forward(self, body: dict[str, Any], provider: Any) -> None:
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> None:
+        return None
+
+    def after_answer(self, request: Request, answer: Any) -> None:
         return None
 
     def upstream_headers(self, request: Request) -> dict[str, str]:

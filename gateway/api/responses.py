@@ -9,7 +9,10 @@ State: a provider that speaks this API itself (OpenAI) gets the request as is,
 so `previous_response_id` works there (the session pin keeps the same
 provider). A bridged provider keeps no state, so such a request is refused
 with a 400 that says to send the whole conversation (`store: false`), which is
-what Codex does anyway.
+what Codex does anyway. Clients that send earlier output as `item_reference`s
+(the Vercel AI SDK does by default) get them expanded from the items this
+gateway recently answered with (`ItemMemory`); one it never saw is a 400 for a
+bridged provider, never silently dropped.
 
 Codex first tries a WebSocket on `GET /v1/responses`; it is refused with 426 at
 once so Codex falls back to HTTPS without its reconnect backoff (a 404 costs it
@@ -19,7 +22,9 @@ about 6 s).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, AsyncIterator
+
+from cachetools import TTLCache
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +37,7 @@ from .. import validation
 from ..conversation import opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest, GatewayError
+from ..upstream import Answer
 from ..upstream.endpoints import native_wire
 from . import flow
 from .chat import RoutingDecision
@@ -136,8 +142,12 @@ class ResponsesSurface:
     def upstream_headers(self, request: Request) -> dict[str, str]:
         return {}
 
-    def before_forward(self, body: dict[str, Any], provider: Any) -> None:
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> None:
         refuse_unkept_state(provider, body)
+        item_memory(request).expand(body, provider)
+
+    def after_answer(self, request: Request, answer: Answer) -> None:
+        item_memory(request).watch(answer)
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
         return error.body()
@@ -168,12 +178,86 @@ _UPGRADE_REFUSED = {"error": {"message": "this gateway serves the Responses API 
                               "code": "websocket_not_supported"}}
 
 
+class ItemMemory:
+    """Output items of recent answers by id, so `item_reference`s can be expanded for providers that keep no state.
+
+    Bounded (a TTLCache: at most `max_items`, each kept for the session TTL)
+    and per process: with several workers a reference may land on a worker
+    that did not see the item, which then refuses it clearly.
+    """
+
+    def __init__(self, ttl: float, max_items: int = 20_000) -> None:
+        self._items: TTLCache = TTLCache(max_items, ttl)
+
+    def remember(self, items: Any) -> None:
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                self._items[item["id"]] = item
+
+    def watch(self, answer: Answer) -> None:
+        """Remember the output items of `answer`, plain or streamed, as it goes back to the client."""
+        if answer.stream is None:
+            try:
+                self.remember(json.loads(answer.body or b"{}").get("output"))
+            except (ValueError, AttributeError):
+                pass
+            return
+        answer.stream = self._remembering(answer.stream)
+
+    async def _remembering(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for event in stream:
+                if b"response.output_item.done" in event:
+                    for line in event.split(b"\n"):
+                        if line.startswith(b"data: {"):
+                            try:
+                                self.remember([json.loads(line[6:]).get("item")])
+                            except (ValueError, AttributeError):
+                                pass
+                yield event
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def expand(self, body: dict[str, Any], provider: Any) -> None:
+        """Replace `item_reference`s in `body` by the items they name; BadRequest where a bridged provider needs one unknown."""
+        items = body.get("input")
+        if not isinstance(items, list) or not any(isinstance(i, dict) and i.get("type") == "item_reference"
+                                                  for i in items):
+            return
+        native = native_wire(provider, "responses")
+        expanded = []
+        for i, item in enumerate(items):
+            if item.get("type") != "item_reference":
+                expanded.append(item)
+                continue
+            known = self._items.get(item.get("id"))
+            if known is not None:
+                expanded.append(known)
+            elif native:
+                expanded.append(item)  # the provider holds it
+            else:
+                raise BadRequest(f"input[{i}] refers to item {item.get('id')!r}, which {provider.model} cannot "
+                                 "resolve (it is reached through a translation that keeps no state) and this "
+                                 "gateway did not answer with; send the item itself (e.g. store: false in the "
+                                 "client)", param=f"input[{i}]")
+        body["input"] = expanded
+
+
 def refuse_unkept_state(provider: Any, body: dict[str, Any]) -> None:
     """BadRequest when `previous_response_id` names state the chosen provider cannot hold."""
     if body.get("previous_response_id") and not native_wire(provider, "responses"):
         raise BadRequest(f"previous_response_id cannot be honoured: {provider.model} is reached through a translation "
                          "that keeps no conversation state; send the whole conversation in `input` "
                          "(with store: false) instead", param="previous_response_id")
+
+
+def item_memory(request: Request) -> ItemMemory:
+    """This app's memory of answered items, made on first use."""
+    state = request.app.state
+    memory = getattr(state, "response_items", None)
+    if memory is None:
+        memory = state.response_items = ItemMemory(state.gateway.config.routing.session_ttl_seconds)
+    return memory
 
 
 # -- the documentation's view of these endpoints --
