@@ -174,6 +174,7 @@ def test_codex_websocket_attempt_is_refused_at_once_with_426(gw):
 @pytest.mark.parametrize("body, fragment", [
     ({"model": "gpt-4o"}, "`input` is required"),
     ({"input": 42}, "`input` must be a string or a list"),
+    ({"input": []}, "`input` must not be empty"),
     ({"input": ["just a string"]}, "input[0] must be an object"),
     ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
     ({"input": "hi", "stream": "yes"}, "`stream` must be true or false"),

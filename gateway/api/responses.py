@@ -83,6 +83,8 @@ def check_responses_body(body: dict[str, Any]) -> None:
     if items is None:
         raise BadRequest("`input` is required: a string, or a list of input items", param="input")
     if isinstance(items, list):
+        if not items:
+            raise BadRequest("`input` must not be empty: send a string or at least one item", param="input")
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise BadRequest(f"input[{i}] must be an object (a message or another input item)",
