@@ -27,7 +27,7 @@ from .api import admin, chat, messages, ops, responses
 from .api.flow import error_response
 from .config import Config
 from .decision import Decider
-from .errors import GatewayError, Unauthorized
+from .errors import GatewayError, MethodNotAllowed, NotFound, Unauthorized
 from .metrics import Metrics
 from .observe import Observer
 from .pins import MemoryPinStore, PinStore
@@ -63,6 +63,7 @@ class Gateway:
         self.metrics.watch_store(self.decider.store, self.decider.stats)
         self.forwarder = Forwarder(config, self.metrics)
         self.observer = Observer(self.metrics, hash_session_ids=hash_session_ids)
+        self.response_items = responses.ItemMemory(config.routing.session_ttl_seconds)
         self.log_prompts = log_prompts  # a debugging aid: prompt text in the request log
         self.tenant_header = config.routing.session_cache.tenant_header
 
@@ -126,18 +127,26 @@ async def on_gateway_error(request: Request, exc: Exception) -> Response:
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path)
     error = GatewayError("internal gateway error; see the gateway log for details", code="internal_error")
+    record = getattr(request.state, "record", None)
+    if record is not None:  # counted and logged like any other answer
+        record.status, record.error = error.status, error.code
+        request.app.state.gateway.observer.finish(record)
     return error_response(getattr(request.state, "surface", None), error)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
+    """404 and 405 (and any other HTTP error) in the shape of the API the path belongs to."""
     status = getattr(exc, "status_code", 404)
-    if status not in (404, 405):
-        return JSONResponse({"error": {"message": str(getattr(exc, "detail", "")), "type": "invalid_request_error",
-                                       "code": str(status)}}, status_code=status)
-    return JSONResponse({"error": {"message": f"{request.method} {request.url.path} is not an endpoint of "
-                                   "this gateway (see /docs or README, API)", "type": "invalid_request_error",
-                                   "code": "not_found" if status == 404 else "method_not_allowed"}},
-                        status_code=status)
+    if status == 404:
+        error: GatewayError = NotFound(f"{request.method} {request.url.path} is not an endpoint of this gateway "
+                                       "(see /docs or README, API)")
+    elif status == 405:
+        error = MethodNotAllowed(f"{request.url.path} does not take {request.method}; see /docs for its methods")
+    else:
+        error = GatewayError(str(getattr(exc, "detail", "")) or f"HTTP {status}", code=str(status))
+        error.status = status
+    surface = messages.SURFACE if request.url.path.startswith(("/v1/messages", "/routing/v1/messages")) else None
+    return error_response(surface, error, dict(getattr(exc, "headers", None) or {}))
 
 
 def _refused_websocket_noise(record: logging.LogRecord) -> bool:
@@ -175,8 +184,8 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     )
     # The hot endpoints first, at the top level: matched before anything else, no nested router.
     app.router.routes[:0] = [route for surface in SURFACES for route in surface.ROUTES]
-    for surface in (*SURFACES, admin, ops):
-        app.include_router(surface.router)
+    for module in (responses, admin, ops):  # the documented FastAPI routes
+        app.include_router(module.router)
     app.state.gateway = gw
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

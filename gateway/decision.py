@@ -166,8 +166,8 @@ class Decider:
 
     async def answered(self, session_key: str | None, decision: Decision, provider: Provider) -> None:
         """Told which provider answered; after a failover the session follows it (re-pinned)."""
-        if session_key is None or provider is decision.provider:
-            return
+        if session_key is None or provider is decision.provider or decision.outcome == "router_failed":
+            return  # nothing was pinned after a router failure (rule 5), so nothing to move
         now = time.time()
         try:
             await self.store.replace(session_key, Pin(provider.model, decision.route, now, now))

@@ -48,6 +48,12 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -72,6 +78,8 @@ class UpstreamError(GatewayError):
         super().__init__(message, code=code, headers=headers)
         self.status = status
         self.transient = transient
+        if status == 400:  # the request itself was refused: the client's to fix, as OpenAI types it
+            self.type = "invalid_request_error"
         self.upstream_seconds = 0.0  # time spent in provider calls before giving up
 
 

@@ -39,6 +39,9 @@ def litellm() -> Any:
     # which every such server has, not over a Responses API most of them lack.
     module.use_chat_completions_url_for_anthropic_messages = True
     _skip_proxy_router_lookup()
+    # A client's image URL is fetched by litellm when it translates for Anthropic: never from private networks.
+    if hasattr(module, "user_url_validation"):
+        module.user_url_validation = True
     import logging
 
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):

@@ -40,6 +40,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest("request body nests arrays or objects too deeply to read; flatten it") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
     return body

@@ -238,3 +238,12 @@ def test_a_pin_written_between_lookup_and_write_is_reported_pinned_even_when_it_
     late = Decider(decider.config, ScriptedRouter(), LateStore(ttl=600, max_entries=10))
     decision = run(late.decide(body("code"), "s7", "s7"))
     assert (decision.model, decision.pinned, decision.outcome) == ("anthropic/claude-sonnet-4-20250514", True, "pinned")
+
+
+def test_a_failover_after_a_router_failure_pins_nothing(decider):
+    async def go():
+        failed = await decider.decide(body("fail"), "s9", "s9")
+        await decider.answered("s9", failed, decider.config.find("gpt-4o"))
+        return await decider.store.peek("s9")
+
+    assert run(go()) is None  # rule 5: the next request of the session routes again

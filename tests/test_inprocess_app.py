@@ -193,7 +193,7 @@ def test_a_non_transient_provider_error_is_answered_at_once_without_failover(lit
                        routes={ANTHROPIC_MESSAGES_URL: refused, OPENAI_CHAT_URL: fine})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "upstream_bad_request"
-    assert r.json()["error"]["type"] == "upstream_error"
+    assert r.json()["error"]["type"] == "invalid_request_error"  # the request was refused: the client's to fix
     assert "X-Router-Failover" not in r.headers
     assert [c.request.url.host for c in calls] == ["anthropic.test"]
     assert_no_key_in(r)
@@ -326,6 +326,38 @@ def test_unknown_paths_and_codexs_websocket_probe_get_clear_json_errors():
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     assert websocket_probe.status_code == 426
     assert websocket_probe.json()["error"]["code"] == "websocket_not_supported"
+
+
+def test_unknown_paths_and_wrong_methods_under_messages_answer_in_anthropics_shape():
+    gw = InProcess(app_config())
+    (unknown, wrong_method), _ = gw.exchange(("POST", "/v1/messages/batches", {}, None),
+                                             ("GET", "/v1/messages", None, None))
+    assert unknown.status_code == 404
+    assert unknown.json() == {"type": "error", "error": {"type": "not_found_error", "message": (
+        "POST /v1/messages/batches is not an endpoint of this gateway (see /docs or README, API)")}}
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["type"] == "error" and "does not take GET" in wrong_method.json()["error"]["message"]
+
+
+def test_a_messages_request_without_max_tokens_is_refused_before_any_provider_and_keeps_the_pin():
+    gw = InProcess(app_config())
+    session = {"X-Session-Id": "no-max-tokens"}
+    (first,), _ = gw.exchange(("POST", "/routing/v1/messages", {"model": GPT4O, "messages": [
+        {"role": "user", "content": "hi"}]}, session))
+    assert first.json()["model"] == GPT4O
+    (refused, after), calls = gw.exchange(
+        ("POST", "/v1/messages", {"messages": [{"role": "user", "content": "hello again"}]}, session),
+        ("POST", "/routing/v1/messages", {"messages": [{"role": "user", "content": "hi"}]}, session))
+    assert refused.status_code == 400 and "`max_tokens` is required" in refused.json()["error"]["message"]
+    assert "x-router-failover" not in refused.headers
+    assert len(calls) == 0
+    assert (after.json()["model"], after.json()["pinned"]) == (GPT4O, True)
+
+
+def test_a_body_nested_too_deeply_to_read_is_a_400_not_a_500():
+    gw = InProcess(app_config())
+    (r,), _ = gw.exchange(("POST", "/v1/chat/completions", b'{"messages": ' + b"[" * 200_000, None))
+    assert r.status_code == 400 and "too deeply" in r.json()["error"]["message"]
 
 
 # -- the API description --------------------------------------------------------------------------

@@ -271,8 +271,10 @@ def test_messages_bridge_stream_broken_midway_is_marked_interrupted(litellm_http
             return answer, await drain(answer)
 
     answer, events = run(go())
-    assert sse_event_names(events)[-1] == "error"  # litellm's bridge ends the stream with its own error event
+    assert sse_event_names(events)[-1] == "error"  # litellm's bridge ends the stream with its own error event...
     assert answer.ending == "stream_interrupted"
+    last = sse_data(events)[-1]["error"]["message"]  # ...which reaches the client in the gateway's words
+    assert last.startswith(f"stream interrupted: provider {MINI} stream failed: ") and "litellm." not in last
 
 
 # -- count_tokens ------------------------------------------------------------------

@@ -179,6 +179,8 @@ def test_codex_websocket_attempt_is_refused_at_once_with_426(gw):
     ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
     ({"input": "hi", "stream": "yes"}, "`stream` must be true or false"),
     ({"input": "hi", "instructions": ["a"]}, "`instructions` must be a string"),
+    ({"input": [{"type": "item_reference", "id": ["x"]}]}, "input[0] is an item_reference without a string `id`"),
+    ({"input": [{"role": "user", "content": [5, "x"]}]}, "input[0].content[0] must be a content part object"),
 ])
 def test_bad_input_gets_a_clear_400_in_openais_shape(gw, body, fragment):
     r = httpx.post(f"{gw.url}/v1/responses", json=body, timeout=30)
@@ -233,3 +235,30 @@ def test_an_item_reference_the_gateway_never_saw_is_a_clear_400_for_a_bridged_pr
     client.responses.create(model="gpt-4o", input=[
         {"role": "user", "content": REASONING_PROMPT}, {"type": "item_reference", "id": "msg_held_by_openai"}])
     assert {"type": "item_reference", "id": "msg_held_by_openai"} in fake_provider.requests()[-1]["body"]["input"]
+
+
+def test_a_fallback_that_cannot_hold_the_conversation_state_is_not_failed_over_to(gw, client, fake_provider):
+    headers = session()
+    first = client.responses.create(model="gpt-4o", input=REASONING_PROMPT, extra_headers=headers)
+    with pytest.raises(openai.APIStatusError) as raised:  # gpt-4o fails; its fallback (chat-only) keeps no state
+        client.responses.create(model="gpt-4o", input=f"and now? FAULT:500@gpt-4o", previous_response_id=first.id,
+                                extra_headers=headers)
+    assert raised.value.status_code == 502 and "openai/gpt-4o failed (500)" in raised.value.message
+    assert all(r["path"] == "/v1/responses" for r in fake_provider.requests())  # nothing bridged, nothing dropped
+    decision = httpx.post(f"{gw.url}/routing/v1/responses", headers=headers, timeout=30,
+                          json={"input": REASONING_PROMPT}).json()
+    assert (decision["model"], decision["pinned"]) == (GPT4O, True)  # still pinned where its state lives
+
+
+def test_answered_items_are_kept_per_tenant(start_gateway, fake_provider):
+    auth = "auth:\n  keys:\n    - {name: team-a, key: $KEY_A}\n    - {name: team-b, key: $KEY_B}\n"
+    gw = start_gateway(provider_config(fake_provider.url, extra=auth), env={"KEY_A": "gk-a", "KEY_B": "gk-b"})
+    team_a = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="gk-a", max_retries=0)
+    team_b = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="gk-b", max_retries=0)
+    said = team_a.responses.create(model="gpt-4o-mini", input="team A secret plan").output[0]
+    reference = [{"role": "user", "content": SMALL_TALK}, {"type": "item_reference", "id": said.id}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        team_b.responses.create(model="gpt-4o-mini", input=reference)
+    assert f"refers to item {said.id!r}" in raised.value.message
+    team_a.responses.create(model="gpt-4o-mini", input=reference)  # its own item: expanded
+    assert "team A secret plan" in json.dumps(fake_provider.requests()[-1]["body"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.routing import Route
@@ -60,8 +59,8 @@ class ChatSurface:
         return Ask(messages, body.get("model"), opening=lambda: _opening(messages),
                    tool_turn=last.get("role") in ("tool", "function"))
 
-    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> None:
-        return None
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> dict[str, Any]:
+        return body
 
     def after_answer(self, request: Request, answer: Any) -> None:
         return None
@@ -122,7 +121,6 @@ ROUTES = [
     Route(FORWARD, chat_completions, methods=["POST"]),
     Route(DECISION, chat_decision, methods=["POST"]),
 ]
-router = APIRouter(tags=["chat completions"])
 
 DOCS: list[tuple[str, str, type[BaseModel], type[BaseModel] | None, str]] = [
     (FORWARD, "Chat completion, forwarded to the chosen model (stream: true answers SSE)", ChatRequest, None,

@@ -41,8 +41,11 @@ class Surface(Protocol):
     def upstream_headers(self, request: Request) -> dict[str, str]:
         """Client headers the provider should see (e.g. anthropic-version)."""
 
-    def before_forward(self, request: Request, body: dict[str, Any], provider: Provider) -> None:
-        """Refuse (BadRequest) what `provider` cannot serve, or adapt the body for it, before any call is made."""
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Provider) -> dict[str, Any]:
+        """The body to send `provider` (adapted if it must be), or BadRequest if it cannot serve it.
+
+        Asked of the chosen provider and of every fallback before it is tried.
+        """
 
     def after_answer(self, request: Request, answer: Answer) -> None:
         """See the answer on its way back (e.g. to remember what it said); may wrap `answer.stream`."""
@@ -79,6 +82,7 @@ async def decide(gw: Gateway, request: Request, surface: Surface, record: Reques
     state.record = record  # the error handler finishes it if anything below raises
     state.surface = surface  # ... and renders the error in this protocol's shape
     client = gw.client(request)
+    state.tenant = gw.session_key(request, client, "")  # what scopes anything kept per tenant
     record.trace_id = validation.trace_id(request)
     body = await validation.read_json(request, gw.config.max_body_bytes)
     ask = surface.ask(body)
@@ -129,12 +133,12 @@ async def forward(request: Request, surface: Surface) -> Response:
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
         passed = surface.upstream_headers(request)
         try:
-            surface.before_forward(request, body, decision.provider)
             with gw.tracing.span("gateway.upstream", provider=decision.model) as span:
                 traceparent = gw.tracing.traceparent(request.headers.get("traceparent"))
                 if traceparent:
                     passed["traceparent"] = traceparent
-                answer = await gw.forwarder.send(decision.provider, surface.wire, body, passed)
+                answer = await gw.forwarder.send(decision.provider, surface.wire, body, passed,
+                                                 prepare=lambda p, b: surface.before_forward(request, b, p))
                 annotate(span, answered_by=answer.provider.model, attempts=answer.attempts,
                          stream=answer.stream is not None)
         except GatewayError as exc:

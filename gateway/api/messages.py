@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.routing import Route
@@ -39,7 +38,8 @@ PASSED_HEADERS = ("anthropic-version", "anthropic-beta")
 
 # Anthropic's error `type` for each status a client can get from the gateway.
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
+               404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+               429: "rate_limit_error", 503: "overloaded_error"}
 
 
 class MessagesWire:
@@ -87,7 +87,7 @@ def check_messages_body(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise BadRequest(f"{where} must be an object with `role` and `content`", param=where)
         if message.get("role") not in ROLES:
-            raise BadRequest(f"{where}.role must be user or assistant, got {message.get('role')!r}",
+            raise BadRequest(f"{where}.role must be user or assistant (or system), got {message.get('role')!r}",
                              param=f"{where}.role")
         content = message.get("content")
         if isinstance(content, list):
@@ -95,11 +95,17 @@ def check_messages_body(body: dict[str, Any]) -> None:
                 if not isinstance(block, dict) or not isinstance(block.get("type"), str):
                     raise BadRequest(f"{where}.content.{j} must be a content block with a `type`",
                                      param=f"{where}.content.{j}")
+                if block["type"] == "text" and not isinstance(block.get("text"), str):
+                    raise BadRequest(f"{where}.content.{j}.text must be a string", param=f"{where}.content.{j}.text")
         elif not isinstance(content, str):
             raise BadRequest(f"{where}.content must be a string or a list of content blocks", param=f"{where}.content")
     system = body.get("system")
-    if system is not None and not isinstance(system, (str, list)):
-        raise BadRequest("`system` must be a string or a list of text blocks", param="system")
+    if system is not None and not (isinstance(system, str) or (isinstance(system, list) and all(
+            isinstance(b, dict) and isinstance(b.get("text"), str) for b in system))):
+        raise BadRequest("`system` must be a string or a list of text blocks ({type: text, text: ...})",
+                         param="system")
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise BadRequest("`tools` must be a list of tool definitions", param="tools")
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise BadRequest(f"`max_tokens` must be a positive whole number, got {json.dumps(max_tokens)[:40]}",
@@ -144,8 +150,11 @@ class MessagesSurface:
         return Ask(lambda: router_turns(messages), body.get("model"), any_model=True,
                    opening=lambda: _opening(body), tool_turn=_is_tool_turn(messages[-1]))
 
-    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> None:
-        return None
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> dict[str, Any]:
+        if body.get("max_tokens") is None:  # the decision endpoints and count_tokens do without it
+            raise BadRequest("`max_tokens` is required: the most tokens the answer may have, e.g. 1024",
+                             param="max_tokens")
+        return body
 
     def after_answer(self, request: Request, answer: Any) -> None:
         return None
@@ -201,7 +210,6 @@ ROUTES = [
     Route(DECISION, message_decision, methods=["POST"]),
     Route(COUNT, count_tokens, methods=["POST"]),
 ]
-router = APIRouter(tags=["anthropic messages"])
 
 DOCS = [
     (FORWARD, "Anthropic Messages, forwarded to the chosen model (relayed to Claude, translated for others)",

@@ -90,9 +90,17 @@ def check_responses_body(body: dict[str, Any]) -> None:
                 raise BadRequest(f"input[{i}] must be an object (a message or another input item)",
                                  param=f"input[{i}]")
             content = item.get("content")
-            if item.get("type", "message") == "message" and not isinstance(content, (str, list)):
-                raise BadRequest(f"input[{i}].content must be a string or a list of content parts",
-                                 param=f"input[{i}].content")
+            if item.get("type", "message") == "message":
+                if isinstance(content, list):
+                    for j, part in enumerate(content):
+                        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                            raise BadRequest(f"input[{i}].content[{j}] must be a content part object with a `type`",
+                                             param=f"input[{i}].content[{j}]")
+                elif not isinstance(content, str):
+                    raise BadRequest(f"input[{i}].content must be a string or a list of content parts",
+                                     param=f"input[{i}].content")
+            if item.get("type") == "item_reference" and not isinstance(item.get("id"), str):
+                raise BadRequest(f"input[{i}] is an item_reference without a string `id`", param=f"input[{i}].id")
     elif not isinstance(items, str):
         raise BadRequest(f"`input` must be a string or a list of items, got {type(items).__name__}", param="input")
     for name in ("instructions", "previous_response_id"):
@@ -144,12 +152,12 @@ class ResponsesSurface:
     def upstream_headers(self, request: Request) -> dict[str, str]:
         return {}
 
-    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> None:
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> dict[str, Any]:
         refuse_unkept_state(provider, body)
-        item_memory(request).expand(body, provider)
+        return item_memory(request).expand(body, provider, request.state.tenant)
 
     def after_answer(self, request: Request, answer: Answer) -> None:
-        item_memory(request).watch(answer)
+        item_memory(request).watch(answer, request.state.tenant)
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
         return error.body()
@@ -181,68 +189,71 @@ _UPGRADE_REFUSED = {"error": {"message": "this gateway serves the Responses API 
 
 
 class ItemMemory:
-    """Output items of recent answers by id, so `item_reference`s can be expanded for providers that keep no state.
+    """Output items of recent answers, so `item_reference`s can be expanded for providers that keep no state.
 
-    Bounded (a TTLCache: at most `max_items`, each kept for the session TTL)
-    and per process: with several workers a reference may land on a worker
-    that did not see the item, which then refuses it clearly.
+    Keyed by tenant (gateway key and tenant header) and item id, so one tenant
+    can never pull in another's items. Bounded: a TTLCache holding at most
+    `max_bytes` of items (by their JSON size), each for the session TTL. Per
+    process: with several workers a reference may reach a worker that did not
+    see the item, which then refuses it clearly.
     """
 
-    def __init__(self, ttl: float, max_items: int = 20_000) -> None:
-        self._items: TTLCache = TTLCache(max_items, ttl)
+    def __init__(self, ttl: float, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._items: TTLCache = TTLCache(max_bytes, ttl, getsizeof=lambda entry: entry[1])
 
-    def remember(self, items: Any) -> None:
+    def remember(self, tenant: str, items: Any) -> None:
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
-                self._items[item["id"]] = item
+                size = len(json.dumps(item))
+                if size <= self._items.maxsize:
+                    self._items[(tenant, item["id"])] = (item, size)
 
-    def watch(self, answer: Answer) -> None:
+    def watch(self, answer: Answer, tenant: str) -> None:
         """Remember the output items of `answer`, plain or streamed, as it goes back to the client."""
         if answer.stream is None:
             try:
-                self.remember(json.loads(answer.body or b"{}").get("output"))
+                self.remember(tenant, json.loads(answer.body or b"{}").get("output"))
             except (ValueError, AttributeError):
                 pass
             return
-        answer.stream = self._remembering(answer.stream)
+        answer.stream = self._remembering(answer.stream, tenant)
 
-    async def _remembering(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _remembering(self, stream: AsyncIterator[bytes], tenant: str) -> AsyncIterator[bytes]:
         try:
             async for event in stream:
                 if b"response.output_item.done" in event:
                     for line in event.split(b"\n"):
                         if line.startswith(b"data: {"):
                             try:
-                                self.remember([json.loads(line[6:]).get("item")])
+                                self.remember(tenant, [json.loads(line[6:]).get("item")])
                             except (ValueError, AttributeError):
                                 pass
                 yield event
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 
-    def expand(self, body: dict[str, Any], provider: Any) -> None:
-        """Replace `item_reference`s in `body` by the items they name; BadRequest where a bridged provider needs one unknown."""
+    def expand(self, body: dict[str, Any], provider: Any, tenant: str) -> dict[str, Any]:
+        """`body` with `item_reference`s replaced by the items they name; BadRequest where a bridged provider needs one unknown."""
         items = body.get("input")
-        if not isinstance(items, list) or not any(isinstance(i, dict) and i.get("type") == "item_reference"
-                                                  for i in items):
-            return
+        if not isinstance(items, list) or not any(i.get("type") == "item_reference" for i in items):
+            return body
         native = native_wire(provider, "responses")
         expanded = []
         for i, item in enumerate(items):
             if item.get("type") != "item_reference":
                 expanded.append(item)
                 continue
-            known = self._items.get(item.get("id"))
+            known = self._items.get((tenant, item["id"]))
             if known is not None:
-                expanded.append(known)
+                expanded.append(known[0])
             elif native:
                 expanded.append(item)  # the provider holds it
             else:
-                raise BadRequest(f"input[{i}] refers to item {item.get('id')!r}, which {provider.model} cannot "
+                raise BadRequest(f"input[{i}] refers to item {item['id']!r}, which {provider.model} cannot "
                                  "resolve (it is reached through a translation that keeps no state) and this "
                                  "gateway did not answer with; send the item itself (e.g. store: false in the "
                                  "client)", param=f"input[{i}]")
-        body["input"] = expanded
+        return {**body, "input": expanded}
 
 
 def refuse_unkept_state(provider: Any, body: dict[str, Any]) -> None:
@@ -254,12 +265,8 @@ def refuse_unkept_state(provider: Any, body: dict[str, Any]) -> None:
 
 
 def item_memory(request: Request) -> ItemMemory:
-    """This app's memory of answered items, made on first use."""
-    state = request.app.state
-    memory = getattr(state, "response_items", None)
-    if memory is None:
-        memory = state.response_items = ItemMemory(state.gateway.config.routing.session_ttl_seconds)
-    return memory
+    """This gateway's memory of answered items."""
+    return flow.gateway_of(request).response_items
 
 
 # -- the documentation's view of these endpoints --

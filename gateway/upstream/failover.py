@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from ..config import Config, Provider
-from ..errors import UpstreamError
+from ..errors import BadRequest, UpstreamError
 from ..metrics import Metrics
 from . import Answer, Call, Upstream, Wire
+from .endpoints import native_wire
 from .relay import RelayUpstream
 from .translate import LitellmUpstream
 
@@ -50,15 +52,31 @@ class Forwarder:
     def upstream(self, provider: Provider, wire: Wire) -> Upstream:
         return next(u for u in self.upstreams if u.speaks(provider, wire))
 
-    async def send(self, provider: Provider, wire: Wire, body: dict, headers: dict[str, str] | None = None) -> Answer:
-        """Call `provider` (retrying, then failing over); the first answer that starts, or the last error."""
+    async def send(self, provider: Provider, wire: Wire, body: dict, headers: dict[str, str] | None = None,
+                   prepare: Callable[[Provider, dict], dict] | None = None) -> Answer:
+        """Call `provider` (retrying, then failing over); the first answer that starts, or the last error.
+
+        `prepare(candidate, body)` gives the body a candidate is sent (a protocol may
+        need to adapt it), or raises BadRequest when that candidate cannot serve the
+        request: the chosen provider's refusal goes to the client, a fallback's
+        only takes that fallback out of the chain.
+        """
         last: UpstreamError | None = None
+        tried: list[str] = []
         attempts = 0
         spent = 0.0  # time inside provider calls, failed ones included (backoff sleeps are ours)
         for i, candidate in enumerate(self.candidates(provider)):
+            try:
+                sent = prepare(candidate, body) if prepare is not None else body
+            except BadRequest as exc:
+                if i == 0:
+                    raise
+                log.warning("not failing over to %s: %s", candidate.model, exc.message)
+                continue
             if i > 0:
                 log.warning("failing over from %s to %s: %s", provider.model, candidate.model, last)
-            call = Call(candidate, wire, body, headers or {})
+            tried.append(candidate.model)
+            call = Call(candidate, wire, sent, headers or {})
             for attempt in range(self.config.max_retries + 1):
                 attempts += 1
                 started = time.perf_counter()
@@ -87,16 +105,23 @@ class Forwarder:
                         elapsed)
                 return answer
         assert last is not None
+        if len(tried) > 1:  # say everything that was tried, not only the last failure
+            last.message = f"{last.message} (tried {', then '.join(tried)})"
+            last.args = (last.message,)
         last.upstream_seconds = spent
         raise last
 
-    async def _attempt(self, call: Call) -> Answer:
-        provider = call.provider
+    @staticmethod
+    def _check_key(provider: Provider) -> None:
         if provider.access_key_source and not provider.access_key:
             raise UpstreamError(
                 f"provider {provider.model} has no API key: set the environment variable "
                 f"{provider.access_key_source.lstrip('$')} before starting the gateway",
                 status=502, transient=True, code="provider_key_missing")
+
+    async def _attempt(self, call: Call) -> Answer:
+        provider = call.provider
+        self._check_key(provider)
         try:
             return await self.upstream(provider, call.wire).send(call)
         except UpstreamError as exc:
@@ -108,6 +133,8 @@ class Forwarder:
         """Input tokens of a Messages `body` for `provider`: asked of it where it can answer, else estimated."""
         call = Call(provider, wire, body, headers)
         try:
+            if native_wire(provider, wire.name):  # asked of the provider itself: it needs its key
+                self._check_key(provider)
             return await self.upstream(provider, wire).count_tokens(call)
         except UpstreamError as exc:
             exc.message = self.scrub(exc.message)

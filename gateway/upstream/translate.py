@@ -188,6 +188,7 @@ def _responses_kwargs(provider: Provider, body: dict[str, Any], base: dict[str, 
 async def _checked(answer: Answer, wire: Wire, first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The translated stream, usage noted; a failure midway ends it with an error event in the client's format."""
     usage = answer.usage if answer.usage is not None else {}
+    provider = answer.provider
     event = first
     try:
         while True:
@@ -195,8 +196,16 @@ async def _checked(answer: Answer, wire: Wire, first: bytes, rest: AsyncIterator
                 found = wire.usage(data)
                 if found:
                     usage.update(found)
-                if wire.failed(data):  # litellm's own in-band error (its Messages bridge sends one)
+                if wire.failed(data):
+                    # litellm's own in-band error (its Messages bridge sends one): said in our words,
+                    # with the key masked, like any other broken stream.
+                    error = data.get("error")
+                    detail = _masked(provider, str(error.get("message") if isinstance(error, dict) else error))
+                    log.warning("stream from %s broke: %s", provider.model, detail)
                     answer.ending = "stream_interrupted"
+                    yield wire.error_event("stream_interrupted", f"provider {provider.model} stream failed: "
+                                                                 f"{_short_message(Exception(detail))}")
+                    return
             yield event
             event = await anext(rest)
     except StopAsyncIteration:
@@ -263,9 +272,7 @@ def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
     """
     ll = litellm()
     name = provider.model
-    detail = _short_message(exc)
-    if provider.access_key:
-        detail = detail.replace(provider.access_key, "***")
+    detail = _masked(provider, _short_message(exc))
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ll.Timeout) or _caused_by(exc, ("TimeoutException", "TimeoutError", "ServerTimeoutError")):
         return upstream_timeout(name, provider.timeout)
@@ -279,6 +286,12 @@ def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
     if (isinstance(exc, ll.APIConnectionError) or "Connection error" in str(exc)
             or _caused_by(exc, ("ConnectError", "ClientConnectorError", "ConnectionRefusedError"))):
         return upstream_unreachable(name, api_base(provider) or "its default URL", detail)
+    if _caused_by(exc, ("TypeError", "AttributeError", "KeyError", "IndexError")):
+        # litellm tripped over the request's content while translating it: the same request
+        # would trip again on retry, and failing over would re-pin the session for nothing.
+        return UpstreamError(f"could not translate this request for provider {name}: {detail}; check the "
+                             "request's fields against the API reference", status=400, transient=False,
+                             code="untranslatable_request")
     if isinstance(exc, (ll.AuthenticationError, ll.PermissionDeniedError)):
         return upstream_failure(name, status if status in (401, 403) else 401, detail)
     if isinstance(exc, ll.NotFoundError):
@@ -288,6 +301,10 @@ def translate_error(provider: Provider, exc: Exception) -> UpstreamError:
     if isinstance(status, int) and 400 <= status < 600:  # any other status litellm carried over: mapped as is
         return upstream_failure(name, status, detail)
     return upstream_failure(name, 502, detail)
+
+
+def _masked(provider: Provider, text: str) -> str:
+    return text.replace(provider.access_key, "***") if provider.access_key else text
 
 
 def _caused_by(exc: BaseException, names: tuple[str, ...]) -> bool:
@@ -310,10 +327,14 @@ def _event(value: Any) -> bytes:
 
 
 def _short_message(exc: Exception) -> str:
+    """The first line of a litellm error without its wrappers' names ("litellm.APIConnectionError: ...")."""
     text = str(exc).split("\n")[0]
-    text = re.sub(r"^litellm\.\w+: ", "", text)
-    text = re.sub(r"^\w+: \w+Exception - ", "", text)
-    return text[:300]
+    while True:
+        shorter = re.sub(r"^(litellm\.)?\w+(Error|Exception): ", "", text)
+        shorter = re.sub(r"^\w+Exception - ", "", shorter)
+        if shorter == text:
+            return text[:300]
+        text = shorter
 
 
 def _header(exc: Exception, name: str) -> str | None:
