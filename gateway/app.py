@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .observe import Observer
 from .pins import MemoryPinStore, PinStore
 from .routers import Router, build_router
+from .sessions import tenant_prefix
 from .tracing import Tracing
 from .upstream.failover import Forwarder
 
@@ -81,20 +82,10 @@ class Gateway:
                                "`x-api-key: <key>`) with a key listed under auth.keys in the gateway's config")
         return name
 
-    def session_key(self, request: Request, client: str | None, session_id: str | None) -> str | None:
-        """The pin key: the session id inside its tenant (client key and/or tenant header).
-
-        Parts are length-prefixed, so no choice of tenant or session id can
-        collide with another tenant's key.
-        """
-        if session_id is None:
-            return None
-        parts = []
-        if client is not None:
-            parts.append(client)
-        if self.tenant_header:
-            parts.append(request.headers.get(self.tenant_header, ""))
-        return "".join(f"{len(p)}:{p}/" for p in parts) + session_id
+    def tenant(self, request: Request, client: str | None) -> str:
+        """The prefix that scopes pins (and anything else kept) to the caller's tenant."""
+        header = request.headers.get(self.tenant_header, "") if self.tenant_header else None
+        return tenant_prefix(client, header)
 
 
 class InFlight:

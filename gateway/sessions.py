@@ -1,4 +1,6 @@
-"""Which session a request belongs to: the first of a configured list of sources that is present.
+"""Which session a request belongs to, and the tenant-scoped key its pin lives under.
+
+The session id is the first of a configured list of sources that is present.
 
 Agent CLIs already identify their sessions (Claude Code in a header and inside
 `metadata.user_id`, Codex in a header and `prompt_cache_key`), Plano's clients
@@ -14,9 +16,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import BadRequest
+
+if TYPE_CHECKING:
+    from .config import RoutingSettings
 
 MAX_SESSION_ID = 256
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
@@ -101,3 +106,36 @@ def check_session_id(value: str, where: str = "X-Session-Id") -> None:
 def conversation_id(prefix: str) -> str:
     """A stable id for a conversation from its opening (system prompt and first user turn)."""
     return "conv-" + hashlib.sha256(prefix.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def tenant_prefix(client: str | None, tenant: str | None) -> str:
+    """What scopes a key to its tenant: the gateway key's name and/or the tenant header's value.
+
+    Parts are length-prefixed, so no choice of tenant or session id can
+    collide with another tenant's key.
+    """
+    parts = [p for p in (client, tenant) if p is not None]
+    return "".join(f"{len(p)}:{p}/" for p in parts)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request belongs to: its session (id, where it came from, pin key) or, failing that, its conversation."""
+
+    session_id: str | None = None
+    source: str | None = None
+    key: str | None = None  # the tenant-scoped pin key
+    conversation_key: str | None = None  # without a session, when routing.route_on_user_only is on
+
+
+def identify(routing: RoutingSettings, headers: Mapping[str, str], body: dict[str, Any],
+             opening: Callable[[], str], tenant: str) -> Identity:
+    """The request's session from the configured sources, else (if enabled) from its conversation's opening."""
+    sid, source = find_session(routing.session_key_sources, headers, body)
+    if sid is None and routing.implicit_sessions and opening():
+        sid, source = conversation_id(opening()), "implicit"
+    if sid is not None:
+        return Identity(sid, source, tenant + sid)
+    if routing.route_on_user_only and opening():
+        return Identity(conversation_key=tenant + conversation_id(opening()))
+    return Identity()

@@ -17,7 +17,7 @@ def _key(request: Request, session_id: str) -> str:
     gw = gateway_of(request)
     client = gw.client(request)
     check_session_id(session_id, "session id")
-    return gw.session_key(request, client, session_id)  # type: ignore[return-value]
+    return gw.tenant(request, client) + session_id
 
 
 def _store_down(exc: Exception) -> Unavailable:

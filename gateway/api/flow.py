@@ -19,7 +19,7 @@ from ..conversation import user_turns
 from ..decision import Ask, Decision
 from ..errors import GatewayError
 from ..observe import RequestRecord
-from ..sessions import conversation_id, find_session
+from ..sessions import identify
 from ..sse import EventStream
 from ..tracing import annotate
 from ..upstream import Answer, Wire
@@ -82,23 +82,17 @@ async def decide(gw: Gateway, request: Request, surface: Surface, record: Reques
     state.record = record  # the error handler finishes it if anything below raises
     state.surface = surface  # ... and renders the error in this protocol's shape
     client = gw.client(request)
-    state.tenant = gw.session_key(request, client, "")  # what scopes anything kept per tenant
+    state.tenant = tenant = gw.tenant(request, client)  # scopes the pin and anything else kept per tenant
     record.trace_id = validation.trace_id(request)
     body = await validation.read_json(request, gw.config.max_body_bytes)
     ask = surface.ask(body)
-    routing = gw.config.routing
-    sid, source = find_session(routing.session_key_sources, request.headers, body)
-    if sid is None and routing.implicit_sessions and ask.opening:
-        sid, source = conversation_id(ask.opening), "implicit"
-    record.session_id, record.session_source = sid, source
+    who = identify(gw.config.routing, request.headers, body, lambda: ask.opening, tenant)
+    record.session_id, record.session_source = who.session_id, who.source
     if gw.log_prompts:
         record.prompt = (user_turns(ask.messages, 1) or [""])[0][:500]
-    key = gw.session_key(request, client, sid)
-    conversation = None
-    if key is None and routing.route_on_user_only and ask.opening:
-        conversation = gw.session_key(request, client, conversation_id(ask.opening))
+    sid, key = who.session_id, who.key
     with gw.tracing.span("gateway.decide", session_id=sid) as span:
-        record.decision = decision = await gw.decider.decide(ask, key, sid, conversation)
+        record.decision = decision = await gw.decider.decide(ask, key, sid, who.conversation_key)
         annotate(span, model=decision.model, route=decision.route, pinned=decision.pinned, outcome=decision.outcome)
     return body, decision, key
 
