@@ -1,4 +1,7 @@
-"""Checking what clients send before anything else looks at it (each API surface checks its own body)."""
+"""Reading what clients send: the JSON body (bounded), the shared `stream` flag, the trace id.
+
+Each API surface checks the rest of its own body (`api/chat.py`, `messages.py`, `responses.py`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from starlette.requests import Request
 
 from .errors import BadRequest, PayloadTooLarge
 
-ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -51,37 +53,6 @@ def check_stream_flag(body: dict[str, Any]) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest(f"`stream` must be true or false, got {json.dumps(stream)[:40]}", param="stream")
-
-
-def check_chat_body(body: dict[str, Any]) -> None:
-    """Raise BadRequest naming the first field of a chat request that is wrong."""
-    messages = body.get("messages")
-    if messages is None:
-        raise BadRequest("`messages` is required: a list of {role, content} objects", param="messages")
-    if not isinstance(messages, list):
-        raise BadRequest(f"`messages` must be a list, got {type(messages).__name__}", param="messages")
-    if not messages:
-        raise BadRequest("`messages` must contain at least one message", param="messages")
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise BadRequest(f"{where} must be an object with `role` and `content`", param=where)
-        role = message.get("role")
-        if role not in ROLES:
-            raise BadRequest(f"{where}.role {role!r} is not one of: {', '.join(sorted(ROLES))}", param=f"{where}.role")
-        content = message.get("content")
-        if content is None:
-            if role in ("user", "system", "developer") :
-                raise BadRequest(f"{where}.content is required for a {role} message", param=f"{where}.content")
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise BadRequest(f"{where}.content[{j}] must be an object with a `type`",
-                                     param=f"{where}.content[{j}]")
-        elif not isinstance(content, str):
-            raise BadRequest(f"{where}.content must be a string or a list of content parts, "
-                             f"got {type(content).__name__}", param=f"{where}.content")
-    check_stream_flag(body)
 
 
 def trace_id(request: Request) -> str:

@@ -241,7 +241,7 @@ def test_a_fallback_that_cannot_hold_the_conversation_state_is_not_failed_over_t
     headers = session()
     first = client.responses.create(model="gpt-4o", input=REASONING_PROMPT, extra_headers=headers)
     with pytest.raises(openai.APIStatusError) as raised:  # gpt-4o fails; its fallback (chat-only) keeps no state
-        client.responses.create(model="gpt-4o", input=f"and now? FAULT:500@gpt-4o", previous_response_id=first.id,
+        client.responses.create(model="gpt-4o", input="and now? FAULT:500@gpt-4o", previous_response_id=first.id,
                                 extra_headers=headers)
     assert raised.value.status_code == 502 and "openai/gpt-4o failed (500)" in raised.value.message
     assert all(r["path"] == "/v1/responses" for r in fake_provider.requests())  # nothing bridged, nothing dropped

@@ -15,14 +15,49 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.responses import Response
 
+from .. import validation
 from ..conversation import opening, text_of
 from ..decision import Ask
-from ..errors import GatewayError
-from ..validation import check_chat_body
+from ..errors import BadRequest, GatewayError
 from . import flow
 
 FORWARD = "/v1/chat/completions"
 DECISION = "/routing/v1/chat/completions"
+
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+def check_chat_body(body: dict[str, Any]) -> None:
+    """Raise BadRequest naming the first field of a chat request that is wrong."""
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("`messages` is required: a list of {role, content} objects", param="messages")
+    if not isinstance(messages, list):
+        raise BadRequest(f"`messages` must be a list, got {type(messages).__name__}", param="messages")
+    if not messages:
+        raise BadRequest("`messages` must contain at least one message", param="messages")
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise BadRequest(f"{where} must be an object with `role` and `content`", param=where)
+        role = message.get("role")
+        if role not in ROLES:
+            raise BadRequest(f"{where}.role {role!r} is not one of: {', '.join(sorted(ROLES))}", param=f"{where}.role")
+        content = message.get("content")
+        if content is None:
+            if role in ("user", "system", "developer") :
+                raise BadRequest(f"{where}.content is required for a {role} message", param=f"{where}.content")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise BadRequest(f"{where}.content[{j}] must be an object with a `type`",
+                                     param=f"{where}.content[{j}]")
+        elif not isinstance(content, str):
+            raise BadRequest(f"{where}.content must be a string or a list of content parts, "
+                             f"got {type(content).__name__}", param=f"{where}.content")
+    validation.check_stream_flag(body)
+
 
 
 class ChatWire:
