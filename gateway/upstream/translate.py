@@ -40,10 +40,11 @@ CHAT_PASSTHROUGH = {
 # Messages fields litellm's Anthropic interface takes as arguments; others are dropped by the bridge.
 MESSAGES_FIELDS = {"max_tokens", "messages", "metadata", "stop_sequences", "system", "temperature", "thinking",
                    "tool_choice", "tools", "top_k", "top_p"}
-# Responses fields the chat-completions bridge can carry.
+# Responses fields the chat-completions bridge can carry (`previous_response_id` never reaches a
+# bridge: api/responses.py refuses it, or skips the fallback, before any call).
 RESPONSES_FIELDS = {"input", "instructions", "tools", "tool_choice", "temperature", "top_p", "max_output_tokens",
                     "parallel_tool_calls", "text", "reasoning", "metadata", "user", "truncation", "include",
-                    "store", "previous_response_id"}
+                    "store"}
 LITELLM_DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; a Responses request may not carry one
 
 
@@ -176,7 +177,6 @@ def _messages_kwargs(body: dict[str, Any], base: dict[str, Any]) -> dict[str, An
 def _responses_kwargs(provider: Provider, body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     kwargs = {**base, "stream": bool(body.get("stream"))}
     kwargs.update({k: v for k, v in body.items() if k in RESPONSES_FIELDS})
-    kwargs.pop("previous_response_id", None)  # refused earlier when it cannot be honoured
     kwargs["store"] = False  # nothing is kept on a bridged path; the client sends the whole input
     if provider.speaks_openai:
         kwargs["use_chat_completions_api"] = True  # this provider has no /responses of its own
