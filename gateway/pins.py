@@ -95,11 +95,8 @@ class MemoryPinStore:
     def expirations(self) -> int:
         return self._pins.expirations
 
-    def _live(self, key: str) -> tuple[Pin, float] | None:
-        return self._pins.get(key)
-
     async def get(self, key: str) -> Pin | None:
-        entry = self._live(key)
+        entry = self._pins.get(key)
         if entry is None:
             return None
         pin = entry[0]
@@ -108,7 +105,7 @@ class MemoryPinStore:
         return pin
 
     async def put_if_absent(self, key: str, pin: Pin) -> Pin:
-        entry = self._live(key)
+        entry = self._pins.get(key)
         if entry is not None:
             return entry[0]
         self._pins[key] = (pin, self._timer())
@@ -118,7 +115,7 @@ class MemoryPinStore:
         self._pins[key] = (pin, self._timer())
 
     async def peek(self, key: str) -> tuple[Pin, float] | None:
-        entry = self._live(key)
+        entry = self._pins.get(key)
         if entry is None:
             return None
         pin, used = entry

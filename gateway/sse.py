@@ -36,7 +36,6 @@ class EventStream(EventSourceResponse):
         super().__init__(events, headers={**headers, "Cache-Control": "no-cache"}, ping=PING_SECONDS,
                          send_timeout=SEND_TIMEOUT)
         self.first = first
-        self.events = events
         self.on_close = on_close  # told how the stream ended: None, "stream_interrupted" or "client_disconnected"
         self.completed = False
 
@@ -57,6 +56,6 @@ class EventStream(EventSourceResponse):
         except OSError:
             pass  # the client went away mid-send
         finally:
-            await self.events.aclose()  # type: ignore[attr-defined]  # closes the upstream response whatever ended the stream
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]  # closes the upstream response whatever ended the stream
             if self.on_close is not None:
                 self.on_close(None if self.completed else "client_disconnected")

@@ -352,6 +352,11 @@ def test_a_messages_request_without_max_tokens_is_refused_before_any_provider_an
     assert "x-router-failover" not in refused.headers
     assert len(calls) == 0
     assert (after.json()["model"], after.json()["pinned"]) == (GPT4O, True)
+    # A session whose first request is refused so is not pinned by it.
+    (fresh,), _ = gw.exchange(("POST", "/v1/messages", {"model": GPT4O, "messages": [
+        {"role": "user", "content": "hi"}]}, {"X-Session-Id": "refused-first"}))
+    assert fresh.status_code == 400
+    assert run(gw.app.state.gateway.decider.store.peek("refused-first")) is None
 
 
 def test_a_body_nested_too_deeply_to_read_is_a_400_not_a_500():

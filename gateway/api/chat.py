@@ -18,7 +18,8 @@ from starlette.responses import Response
 from .. import validation
 from ..conversation import opening, text_of
 from ..decision import Ask
-from ..errors import BadRequest, GatewayError
+from ..errors import BadRequest
+from ..upstream import token_usage
 from . import flow
 
 FORWARD = "/v1/chat/completions"
@@ -59,7 +60,6 @@ def check_chat_body(body: dict[str, Any]) -> None:
     validation.check_stream_flag(body)
 
 
-
 class ChatWire:
     """Chat Completions on the wire: `data: {chunk}` events ending with `data: [DONE]`."""
 
@@ -72,17 +72,14 @@ class ChatWire:
         return "error" in event
 
     def usage(self, body: dict[str, Any]) -> dict[str, int] | None:
-        usage = body.get("usage")
-        if not isinstance(usage, dict):
-            return None
-        return {k: v for k, v in usage.items() if k in ("prompt_tokens", "completion_tokens") and isinstance(v, int)}
+        return token_usage(body, None, "prompt_tokens", "completion_tokens")
 
     def error_event(self, code: str, message: str) -> bytes:
         error = {"error": {"message": f"stream interrupted: {message}", "type": "upstream_error", "code": code}}
         return b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
-class ChatSurface:
+class ChatSurface(flow.SurfaceDefaults):
     wire = ChatWire()
     forward_path = FORWARD
     decision_path = DECISION
@@ -93,18 +90,6 @@ class ChatSurface:
         last = messages[-1]
         return Ask(messages, body.get("model"), opening=lambda: _opening(messages),
                    tool_turn=last.get("role") in ("tool", "function"))
-
-    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> dict[str, Any]:
-        return body
-
-    def after_answer(self, request: Request, answer: Any) -> None:
-        return None
-
-    def upstream_headers(self, request: Request) -> dict[str, str]:
-        return {}
-
-    def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return error.body()
 
 
 def _opening(messages: list[dict[str, Any]]) -> str:

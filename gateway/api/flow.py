@@ -38,6 +38,9 @@ class Surface(Protocol):
     def ask(self, body: dict[str, Any]) -> Ask:
         """Check the body (BadRequest naming the first wrong field) and say what the decision needs."""
 
+    def check_forward(self, body: dict[str, Any]) -> None:
+        """BadRequest for what only forwarding needs (checked before the decision, so a refusal pins nothing)."""
+
     def upstream_headers(self, request: Request) -> dict[str, str]:
         """Client headers the provider should see (e.g. anthropic-version)."""
 
@@ -52,6 +55,25 @@ class Surface(Protocol):
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
         """`error` in this protocol's error shape."""
+
+
+class SurfaceDefaults:
+    """What a surface does unless it says otherwise: OpenAI's error shape, nothing extra to check or carry."""
+
+    def check_forward(self, body: dict[str, Any]) -> None:
+        return None
+
+    def upstream_headers(self, request: Request) -> dict[str, str]:
+        return {}
+
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Provider) -> dict[str, Any]:
+        return body
+
+    def after_answer(self, request: Request, answer: Answer) -> None:
+        return None
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return error.body()
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -75,7 +97,7 @@ def error_response(surface: Surface | None, error: GatewayError, headers: dict[s
     return JSONResponse(body, status_code=error.status, headers={**(headers or {}), **error.headers})
 
 
-async def decide(gw: Gateway, request: Request, surface: Surface, record: RequestRecord
+async def decide(gw: Gateway, request: Request, surface: Surface, record: RequestRecord, forwarding: bool = False
                  ) -> tuple[dict[str, Any], Decision, str | None]:
     """Read and check the request, find its session, and decide: (body, decision, pin key)."""
     state = request.state
@@ -86,6 +108,8 @@ async def decide(gw: Gateway, request: Request, surface: Surface, record: Reques
     record.trace_id = validation.trace_id(request)
     body = await validation.read_json(request, gw.config.max_body_bytes)
     ask = surface.ask(body)
+    if forwarding:
+        surface.check_forward(body)
     who = identify(gw.config.routing, request.headers, body, lambda: ask.opening, tenant)
     record.session_id, record.session_source = who.session_id, who.source
     if gw.log_prompts:
@@ -123,7 +147,7 @@ async def forward(request: Request, surface: Surface) -> Response:
     gw = gateway_of(request)
     record = RequestRecord(surface.forward_path)
     with gw.tracing.request(surface.forward_path, request.headers):
-        body, decision, key = await decide(gw, request, surface, record)
+        body, decision, key = await decide(gw, request, surface, record, forwarding=True)
         headers = decision_headers(decision, record.trace_id)  # type: ignore[arg-type]
         passed = surface.upstream_headers(request)
         try:

@@ -27,6 +27,7 @@ from ..conversation import opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest, GatewayError
 from ..observe import RequestRecord
+from ..upstream import token_usage
 from . import flow
 from .chat import RoutingDecision
 
@@ -54,18 +55,8 @@ class MessagesWire:
         return event.get("type") == "error"
 
     def usage(self, body: dict[str, Any]) -> dict[str, int] | None:
-        usage = body.get("usage")
-        if not isinstance(usage, dict):  # a stream's message_start carries it inside `message`
-            message = body.get("message")
-            usage = message.get("usage") if isinstance(message, dict) else None
-        if not isinstance(usage, dict):
-            return None
-        out = {}
-        if isinstance(usage.get("input_tokens"), int) and usage["input_tokens"]:
-            out["prompt_tokens"] = usage["input_tokens"]
-        if isinstance(usage.get("output_tokens"), int) and usage["output_tokens"]:
-            out["completion_tokens"] = usage["output_tokens"]
-        return out or None
+        # A stream's message_start carries it inside `message`, message_delta at the top.
+        return token_usage(body, "message", "input_tokens", "output_tokens")
 
     def error_event(self, code: str, message: str) -> bytes:
         error = {"type": "error", "error": {"type": "api_error", "message": f"stream interrupted: {message}"}}
@@ -139,7 +130,7 @@ def _opening(body: dict[str, Any]) -> str:
                    (text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user"))
 
 
-class MessagesSurface:
+class MessagesSurface(flow.SurfaceDefaults):
     wire = MessagesWire()
     forward_path = FORWARD
     decision_path = DECISION
@@ -150,14 +141,10 @@ class MessagesSurface:
         return Ask(lambda: router_turns(messages), body.get("model"), any_model=True,
                    opening=lambda: _opening(body), tool_turn=_is_tool_turn(messages[-1]))
 
-    def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> dict[str, Any]:
+    def check_forward(self, body: dict[str, Any]) -> None:
         if body.get("max_tokens") is None:  # the decision endpoints and count_tokens do without it
             raise BadRequest("`max_tokens` is required: the most tokens the answer may have, e.g. 1024",
                              param="max_tokens")
-        return body
-
-    def after_answer(self, request: Request, answer: Any) -> None:
-        return None
 
     def upstream_headers(self, request: Request) -> dict[str, str]:
         headers = request.headers

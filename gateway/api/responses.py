@@ -36,8 +36,8 @@ from starlette.websockets import WebSocket
 from .. import validation
 from ..conversation import opening, text_of
 from ..decision import Ask
-from ..errors import BadRequest, GatewayError
-from ..upstream import Answer
+from ..errors import BadRequest
+from ..upstream import Answer, token_usage
 from ..upstream.endpoints import native_wire
 from . import flow
 from .chat import RoutingDecision
@@ -59,18 +59,8 @@ class ResponsesWire:
         return event.get("type") == "error"
 
     def usage(self, body: dict[str, Any]) -> dict[str, int] | None:
-        usage = body.get("usage")
-        if not isinstance(usage, dict):  # a stream's response.completed carries it inside `response`
-            response = body.get("response")
-            usage = response.get("usage") if isinstance(response, dict) else None
-        if not isinstance(usage, dict):
-            return None
-        out = {}
-        if isinstance(usage.get("input_tokens"), int):
-            out["prompt_tokens"] = usage["input_tokens"]
-        if isinstance(usage.get("output_tokens"), int):
-            out["completion_tokens"] = usage["output_tokens"]
-        return out or None
+        # A stream's response.completed carries it inside `response`.
+        return token_usage(body, "response", "input_tokens", "output_tokens")
 
     def error_event(self, code: str, message: str) -> bytes:
         error = {"type": "error", "code": code, "message": f"stream interrupted: {message}", "param": None}
@@ -138,7 +128,7 @@ def _opening(body: dict[str, Any]) -> str:
     return opening(body.get("instructions") or "", users)
 
 
-class ResponsesSurface:
+class ResponsesSurface(flow.SurfaceDefaults):
     wire = ResponsesWire()
     forward_path = FORWARD
     decision_path = DECISION
@@ -149,18 +139,12 @@ class ResponsesSurface:
         return Ask(lambda: router_turns(items), body.get("model"), any_model=True,
                    opening=lambda: _opening(body), tool_turn=_is_tool_turn(items))
 
-    def upstream_headers(self, request: Request) -> dict[str, str]:
-        return {}
-
     def before_forward(self, request: Request, body: dict[str, Any], provider: Any) -> dict[str, Any]:
         refuse_unkept_state(provider, body)
         return item_memory(request).expand(body, provider, request.state.tenant)
 
     def after_answer(self, request: Request, answer: Answer) -> None:
         item_memory(request).watch(answer, request.state.tenant)
-
-    def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return error.body()
 
 
 SURFACE = ResponsesSurface()
@@ -209,7 +193,13 @@ class ItemMemory:
                     self._items[(tenant, item["id"])] = (item, size)
 
     def watch(self, answer: Answer, tenant: str) -> None:
-        """Remember the output items of `answer`, plain or streamed, as it goes back to the client."""
+        """Remember the output items of a bridged `answer`, plain or streamed, as it goes back to the client.
+
+        A provider that speaks Responses itself holds its own items, so its
+        answers pass untouched (no second parse on the relay path).
+        """
+        if native_wire(answer.provider, "responses"):
+            return
         if answer.stream is None:
             try:
                 self.remember(tenant, json.loads(answer.body or b"{}").get("output"))

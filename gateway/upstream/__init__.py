@@ -41,6 +41,26 @@ class Wire(Protocol):
         """The SSE event that ends a broken stream, in this format."""
 
 
+def token_usage(body: dict[str, Any], inside: str | None, prompt: str, completion: str) -> dict[str, int] | None:
+    """The token counts in `body["usage"]` (or `body[inside]["usage"]`) as prompt_tokens/completion_tokens.
+
+    Zero counts are left out: a stream may announce 0 before the real count
+    arrives, and must not overwrite it.
+    """
+    usage = body.get("usage")
+    if not isinstance(usage, dict) and inside is not None:
+        nested = body.get(inside)
+        usage = nested.get("usage") if isinstance(nested, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    out = {}
+    for theirs, ours in ((prompt, "prompt_tokens"), (completion, "completion_tokens")):
+        value = usage.get(theirs)
+        if isinstance(value, int) and not isinstance(value, bool) and value:
+            out[ours] = value
+    return out or None
+
+
 @dataclass
 class Call:
     """One attempt's input: which provider, the client's body and its wire format."""
