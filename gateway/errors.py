@@ -26,6 +26,11 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
 
+    def reword(self, message: str) -> None:
+        """Replace the message (masked, or with more said), keeping str(error) in step."""
+        self.message = message
+        self.args = (message,)
+
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 

@@ -109,7 +109,9 @@ def test_explicit_fallbacks_replace_the_default_model(sleeps):
     error = send_error(cfg, upstream, CLAUDE)
     assert upstream.calls == [CLAUDE, GPT4O]  # the default is not appended when fallbacks are set
     assert MINI not in upstream.calls
-    assert GPT4O in error.message  # the last provider's error is the one raised
+    assert GPT4O in error.message  # the last provider's error is the one raised...
+    assert error.message.endswith(f"(tried {CLAUDE}, then {GPT4O})")  # ...naming every model tried
+    assert str(error) == error.message
 
 
 def test_empty_fallbacks_never_fail_over(sleeps):

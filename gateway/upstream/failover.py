@@ -106,8 +106,7 @@ class Forwarder:
                 return answer
         assert last is not None
         if len(tried) > 1:  # say everything that was tried, not only the last failure
-            last.message = f"{last.message} (tried {', then '.join(tried)})"
-            last.args = (last.message,)
+            last.reword(f"{last.message} (tried {', then '.join(tried)})")
         last.upstream_seconds = spent
         raise last
 
@@ -125,8 +124,7 @@ class Forwarder:
         try:
             return await self.upstream(provider, call.wire).send(call)
         except UpstreamError as exc:
-            exc.message = self.scrub(exc.message)
-            exc.args = (exc.message,)
+            exc.reword(self.scrub(exc.message))
             raise
 
     async def count_tokens(self, provider: Provider, wire: Wire, body: dict, headers: dict[str, str]) -> int:
@@ -137,8 +135,7 @@ class Forwarder:
                 self._check_key(provider)
             return await self.upstream(provider, wire).count_tokens(call)
         except UpstreamError as exc:
-            exc.message = self.scrub(exc.message)
-            exc.args = (exc.message,)
+            exc.reword(self.scrub(exc.message))
             raise
 
     async def close(self) -> None:
