@@ -106,23 +106,24 @@ class InFlight:
             self.gauge.dec()
 
 
+def _answer_error(request: Request, error: GatewayError) -> Response:
+    """`error` in the request's API shape, counted and logged like any other answer."""
+    record = getattr(request.state, "record", None)
+    if record is not None:  # refused on the way in: bad input, unknown model, no key, or our own fault
+        record.status, record.error = error.status, error.code
+        request.app.state.gateway.observer.finish(record)
+    return error_response(getattr(request.state, "surface", None), error)
+
+
 async def on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    record = getattr(request.state, "record", None)
-    if record is not None:  # refused before a decision: bad input, unknown model, no key
-        record.status, record.error = exc.status, exc.code
-        request.app.state.gateway.observer.finish(record)
-    return error_response(getattr(request.state, "surface", None), exc)
+    return _answer_error(request, exc)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path)
-    error = GatewayError("internal gateway error; see the gateway log for details", code="internal_error")
-    record = getattr(request.state, "record", None)
-    if record is not None:  # counted and logged like any other answer
-        record.status, record.error = error.status, error.code
-        request.app.state.gateway.observer.finish(record)
-    return error_response(getattr(request.state, "surface", None), error)
+    return _answer_error(request, GatewayError("internal gateway error; see the gateway log for details",
+                                               code="internal_error"))
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

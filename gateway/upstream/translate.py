@@ -114,13 +114,13 @@ class LitellmUpstream:
             elif wire.name == "messages":
                 result = _answered(provider, await litellm().anthropic_messages(**_messages_kwargs(call.body, kwargs)))
                 if not stream:
-                    body = result if isinstance(result, dict) else json.loads(result.model_dump_json())
+                    body = result if isinstance(result, dict) else result.model_dump(mode="json")
                     return Answer(provider, body=_dumps(body), usage=wire.usage(body))
                 events = _byte_events(result)
             else:
                 result = _answered(provider, await litellm().aresponses(**_responses_kwargs(provider, call.body, kwargs)))
                 if not stream:
-                    body = json.loads(result.model_dump_json(exclude_none=True))
+                    body = result.model_dump(mode="json", exclude_none=True)
                     return Answer(provider, body=_dumps(body), usage=wire.usage(body))
                 events = _object_events(result)
             answer = Answer(provider, usage={})
