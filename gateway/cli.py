@@ -54,7 +54,8 @@ def describe(config: Config) -> list[str]:
     lines.append("routes:" if config.routes else "routes: none (every request goes to the requested or default model)")
     for r in config.routes:
         extra = f" [{len(r.examples)} examples]" if r.examples else ""
-        lines.append(f"  {r.name} -> {r.model}: {r.description}{extra}")
+        pool = f" (then {', '.join(r.fallbacks)})" if r.fallbacks else ""
+        lines.append(f"  {r.name} -> {r.model}{pool}: {r.description}{extra}")
     routing = config.routing
     router = f"LLM ({routing.model})" if routing.model else "embedded"
     lines.append(f"router: {router}")
@@ -68,6 +69,7 @@ def describe(config: Config) -> list[str]:
         lines.append("route_on_user_only: tool-result turns keep the previous decision")
     if config.ignored_sections:
         lines.append(f"ignored Plano sections: {', '.join(config.ignored_sections)}")
+    lines += [f"note: {note}" for note in config.notes]
     return lines
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from fnmatch import fnmatchcase
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,18 @@ _INTERFACE_TO_PROVIDER = {
 _IGNORED_TOP_LEVEL = {
     "agents", "filters", "endpoints", "overrides", "system_prompt", "prompt_targets",
     "ratelimits", "tracing", "mode", "state_storage", "prompt_guards",
+    "model_metrics_sources", "prompt_caching",
+}
+
+# Plano settings that load but that this gateway does not act on, and what to do instead.
+# `gateway check` and `gateway up` print these lines (Config.notes).
+_PLANO_NOT_ACTED_ON = {
+    "prompt_caching": "prompt_caching is not acted on: to pin clients that send no session id by their "
+                      "conversation's opening (Plano's session_affinity), set routing.implicit_sessions: true; "
+                      "cache_control markers are left as the client sent them",
+    "routing.routing_budget": "routing.routing_budget is not acted on: a pinned session here never switches "
+                              "model while its pin lives (as with max_switch_spend_pct: 0); remove the block "
+                              "to silence this line",
 }
 
 _ENV_REF = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
@@ -69,6 +81,7 @@ class Route:
     description: str
     model: str
     examples: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = ()  # Plano v0.4: the route's other `models`, tried in order after `model`
 
 
 @dataclass
@@ -130,6 +143,7 @@ class Config:
     max_retries: int = DEFAULT_MAX_RETRIES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ignored_sections: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # Plano settings accepted but not acted on, and why
     auth_keys: dict[str, str] = field(default_factory=dict)  # client key -> its name (tenant)
     openai_relay: bool = True  # OpenAI-format providers skip litellm (see relay.py)
     source: str = "<memory>"
@@ -209,6 +223,7 @@ class _Validator:
     def __init__(self, env: dict[str, str] | os._Environ[str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.notes: list[str] = []
 
     def fail(self, where: str, msg: str) -> None:
         self.problems.append(f"{where}: {msg}")
@@ -262,13 +277,14 @@ class _Validator:
         if version is not None and not isinstance(version, str):
             self.fail("version", f"must be a string such as v0.3.0, got {_describe(version)}")
 
+        if "prompt_caching" in raw:
+            self.notes.append(_PLANO_NOT_ACTED_ON["prompt_caching"])
         host, port, retries = self.listeners(raw.get("listeners"))
         if "model_providers" in raw and "llm_providers" in raw:
             self.fail("llm_providers", "give either model_providers or its older name llm_providers, not both")
         key = "model_providers" if "model_providers" in raw else "llm_providers"
         providers, inline_routes = self.providers(raw.get(key), key)
-        routes = inline_routes + self.top_level_routes(raw.get("routing_preferences"), providers)
-        self._check_routes(routes)
+        routes = self.plano_routes(inline_routes, raw.get("routing_preferences"), providers)
         aliases = self.aliases(raw.get("model_aliases"), providers)
         routing = self.routing(raw.get("routing"), providers)
         max_body, relay = self.gateway_section(raw.get("gateway"))
@@ -284,7 +300,7 @@ class _Validator:
             return None
         return Config(providers=providers, routes=routes, aliases=aliases, routing=routing,
                       host=host, port=port, max_retries=retries, max_body_bytes=max_body, auth_keys=auth_keys,
-                      openai_relay=relay,
+                      openai_relay=relay, notes=self.notes,
                       ignored_sections=sorted(k for k in raw if k in _IGNORED_TOP_LEVEL))
 
     def listeners(self, raw: Any) -> tuple[str, int, int]:
@@ -418,35 +434,98 @@ class _Validator:
             self.fail(f"{where}.name", "'other' is reserved for 'no route matched'; choose another name")
         return Route(name=name, description=desc.strip(), model=model, examples=tuple(examples))
 
+    # -- Plano v0.4 layout ----------------------------------------------------
+
+    def plano_routes(self, inline: list[Route], raw: Any, providers: list[Provider]) -> list[Route]:
+        """Routes from both of Plano's layouts, merged by name the way Plano's own config migration does.
+
+        v0.3.0 writes preferences under each model; v0.4.0 lists them at the top level, each
+        with an ordered `models` pool (the first serves, the rest are its fallbacks). A name
+        given at the top level wins over the same name inline; one name inline under several
+        models becomes one route whose pool is those models in file order.
+        """
+        top = self.top_level_routes(raw, providers)
+        top_names = {r.name for r in top}
+        merged: dict[str, Route] = {}
+        for r in inline:
+            if r.name in top_names:
+                self.notes.append(f"routing_preferences {r.name!r} under {r.model} is replaced by the top-level "
+                                  "entry of that name (as Plano does); remove one of them")
+                continue
+            known = merged.get(r.name)
+            if known is None:
+                merged[r.name] = r
+                continue
+            if r.description != known.description:
+                self.notes.append(f"routing_preferences {r.name!r} under {r.model}: the description given under "
+                                  f"{known.model} is used (the first one, as Plano does)")
+            if r.model != known.model and r.model not in known.fallbacks:
+                known = replace(known, fallbacks=known.fallbacks + (r.model,))
+            merged[r.name] = replace(known, examples=known.examples + r.examples)
+        return list(merged.values()) + top
+
     def top_level_routes(self, raw: Any, providers: list[Provider]) -> list[Route]:
-        """Plano v0.4's top-level `routing_preferences` with a `models` list; the first model serves."""
+        """Plano v0.4's top-level `routing_preferences`: each route serves the first of its `models`."""
         if raw is None:
             return []
         if not isinstance(raw, list):
-            self.fail("routing_preferences", f"must be a list, got {_describe(raw)}")
+            self.fail("routing_preferences", f"must be a list of {{name, description, models}}, got {_describe(raw)}")
             return []
-        routes = []
+        routes: list[Route] = []
         for i, pref in enumerate(raw):
             where = f"routing_preferences[{i}]"
-            models = pref.get("models") if isinstance(pref, dict) else None
-            if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-                self.fail(f"{where}.models", "must be a non-empty list of configured model names")
+            if not isinstance(pref, dict):
+                self.fail(where, f"must be a mapping with name, description and models, got {_describe(pref)}")
                 continue
-            target = _find(providers, models[0])
-            if target is None:
-                self.fail(f"{where}.models", f"{models[0]!r} is not a configured model")
+            pool = self._model_pool(pref.get("models"), f"{where}.models", providers)
+            self._selection_policy(pref.get("selection_policy"), f"{where}.selection_policy")
+            route = self.route(pref, where, pool[0] if pool else "",
+                               {"name", "description", "examples", "models", "selection_policy"})
+            if route is None or not pool:
                 continue
-            route = self.route(pref, where, target.model, {"name", "description", "examples", "models", "selection_policy"})
-            if route:
-                routes.append(route)
+            if any(r.name == route.name for r in routes):
+                self.fail(f"{where}.name", f"{route.name!r} is used by an earlier routing preference; "
+                                           "route names must be unique (list several models under one route instead)")
+                continue
+            routes.append(replace(route, fallbacks=tuple(pool[1:])))
         return routes
 
-    def _check_routes(self, routes: list[Route]) -> None:
-        seen: dict[str, str] = {}
-        for r in routes:
-            if r.name in seen and seen[r.name] != r.model:
-                self.fail(f"routing_preferences {r.name!r}", f"is defined for both {seen[r.name]} and {r.model}; route names must be unique")
-            seen[r.name] = r.model
+    def _model_pool(self, raw: Any, where: str, providers: list[Provider]) -> list[str]:
+        """A route's `models`: configured model ids, in order, each once; [] after a problem."""
+        if not isinstance(raw, list) or not raw or not all(isinstance(m, str) for m in raw):
+            self.fail(where, "must be a non-empty list of configured model names "
+                             "(the first serves the route, the others are tried in order if it fails)")
+            return []
+        pool: list[str] = []
+        for j, name in enumerate(raw):
+            target = _find(providers, name)
+            if target is None:
+                self.fail(f"{where}[{j}]", f"{name!r} is not a configured model; add it to model_providers "
+                                           f"or use one of: {', '.join(p.model for p in providers)}")
+            elif target.model in pool:
+                self.fail(f"{where}[{j}]", f"{name!r} is listed twice; keep one")
+            else:
+                pool.append(target.model)
+        return pool if len(pool) == len(raw) else []
+
+    def _selection_policy(self, raw: Any, where: str) -> None:
+        """Plano's `selection_policy: {prefer: cheapest|fastest|none}`; only the written order is used here."""
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            self.fail(where, f"must be a mapping such as {{prefer: none}}, got {_describe(raw)}")
+            return
+        self._keys(raw, where, {"prefer"})
+        prefer = self._typed(raw, "prefer", where, str, required=True)
+        if prefer is None:
+            return
+        if prefer not in ("cheapest", "fastest", "none"):
+            self.fail(f"{where}.prefer", f"must be cheapest, fastest or none, got {prefer!r}")
+        elif prefer != "none":
+            source = "price catalog" if prefer == "cheapest" else "latency source"
+            self.notes.append(f"{where}.prefer: {prefer} is not acted on: this gateway reads no {source} "
+                              "(model_metrics_sources), so the route's models are tried in the order written, "
+                              "as Plano does for models without data; put the one you prefer first")
 
     def aliases(self, raw: Any, providers: list[Provider]) -> dict[str, str]:
         if raw is None:
@@ -480,7 +559,9 @@ class _Validator:
             return RoutingSettings()
         self._keys(raw, "routing", {"session_ttl_seconds", "session_max_entries", "session_cache",
                                     "model", "llm_provider", "timeout", "session_key_sources",
-                                    "implicit_sessions", "route_on_user_only"})
+                                    "implicit_sessions", "route_on_user_only", "routing_budget"})
+        if "routing_budget" in raw:
+            self.notes.append(_PLANO_NOT_ACTED_ON["routing.routing_budget"])
         ttl = self._typed(raw, "session_ttl_seconds", "routing", int)
         if ttl is not None and ttl < 1:
             self.fail("routing.session_ttl_seconds", f"must be at least 1, got {ttl}")

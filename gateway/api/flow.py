@@ -156,7 +156,8 @@ async def forward(request: Request, surface: Surface) -> Response:
                 if traceparent:
                     passed["traceparent"] = traceparent
                 answer = await gw.forwarder.send(decision.provider, surface.wire, body, passed,
-                                                 prepare=lambda p, b: surface.before_forward(request, b, p))
+                                                 prepare=lambda p, b: surface.before_forward(request, b, p),
+                                                 route=decision.route)
                 annotate(span, answered_by=answer.provider.model, attempts=answer.attempts,
                          stream=answer.stream is not None)
         except GatewayError as exc:

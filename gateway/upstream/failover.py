@@ -36,9 +36,13 @@ class Forwarder:
             text = text.replace(secret, "***")
         return text
 
-    def candidates(self, first: Provider) -> list[Provider]:
-        """The chosen provider, then its `fallbacks` (the default model if none are set), without repeats."""
+    def candidates(self, first: Provider, route: str | None = None) -> list[Provider]:
+        """The chosen provider, then the rest of its route's `models` pool (Plano v0.4), then its
+        `fallbacks` (the default model if none are set), without repeats."""
         chain = [first]
+        pool = next((r for r in self.config.routes if r.name == route), None) if route else None
+        if pool is not None and first.model in (pool.model, *pool.fallbacks):
+            chain += [p for p in map(self.config.find, (pool.model, *pool.fallbacks)) if p is not None]
         if first.fallbacks is None:
             chain.append(self.config.default_provider)
         else:
@@ -53,7 +57,7 @@ class Forwarder:
         return next(u for u in self.upstreams if u.speaks(provider, wire))
 
     async def send(self, provider: Provider, wire: Wire, body: dict, headers: dict[str, str] | None = None,
-                   prepare: Callable[[Provider, dict], dict] | None = None) -> Answer:
+                   prepare: Callable[[Provider, dict], dict] | None = None, route: str | None = None) -> Answer:
         """Call `provider` (retrying, then failing over); the first answer that starts, or the last error.
 
         `prepare(candidate, body)` gives the body a candidate is sent (a protocol may
@@ -65,7 +69,7 @@ class Forwarder:
         tried: list[str] = []
         attempts = 0
         spent = 0.0  # time inside provider calls, failed ones included (backoff sleeps are ours)
-        for i, candidate in enumerate(self.candidates(provider)):
+        for i, candidate in enumerate(self.candidates(provider, route)):
             try:
                 sent = prepare(candidate, body) if prepare is not None else body
             except BadRequest as exc:
