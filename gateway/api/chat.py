@@ -43,7 +43,7 @@ def check_chat_body(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise BadRequest(f"{where} must be an object with `role` and `content`", param=where)
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list or object is no role (and unhashable)
             raise BadRequest(f"{where}.role {role!r} is not one of: {', '.join(sorted(ROLES))}", param=f"{where}.role")
         content = message.get("content")
         if content is None:

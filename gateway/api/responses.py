@@ -45,6 +45,7 @@ from .chat import RoutingDecision
 FORWARD = "/v1/responses"
 DECISION = "/routing/v1/responses"
 ENDS = ("response.completed", "response.incomplete", "response.failed")
+MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
 
 class ResponsesWire:
@@ -81,6 +82,10 @@ def check_responses_body(body: dict[str, Any]) -> None:
                                  param=f"input[{i}]")
             content = item.get("content")
             if item.get("type", "message") == "message":
+                role = item.get("role")
+                if role is not None and (not isinstance(role, str) or role not in MESSAGE_ROLES):
+                    raise BadRequest(f"input[{i}].role {role!r} is not one of: {', '.join(MESSAGE_ROLES)}",
+                                     param=f"input[{i}].role")
                 if isinstance(content, list):
                     for j, part in enumerate(content):
                         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
