@@ -8,6 +8,8 @@ client's format.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -25,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from . import __version__
 from .api import admin, chat, messages, ops, responses
 from .api.flow import error_response
-from .config import Config
+from .config import Config, ConfigError, load_config
 from .decision import Decider
 from .errors import GatewayError, MethodNotAllowed, NotFound, Unauthorized
 from .metrics import Metrics
@@ -67,6 +69,25 @@ class Gateway:
         self.response_items = responses.ItemMemory(config.routing.session_ttl_seconds)
         self.log_prompts = log_prompts  # a debugging aid: prompt text in the request log
         self.tenant_header = config.routing.session_cache.tenant_header
+        self.retired: list[Forwarder] = []  # replaced by a reload; closed at shutdown, when nothing uses them
+
+    def reloaded(self, config: Config, router: Router) -> Gateway:
+        """This gateway serving `config`, with the same pin store, metrics, request log and remembered items.
+
+        The caller swaps it in as `app.state.gateway`. A request keeps the
+        gateway it started with, so requests already running finish on the old
+        config while new ones get the new one.
+        """
+        new = copy.copy(self)
+        new.config = config
+        new.decider = Decider(config, router, self.decider.store, observe_router=self.metrics.router_latency.observe)
+        new.decider.stats = self.decider.stats  # the metrics collector reads these counters
+        same_upstreams = config.openai_relay == self.config.openai_relay  # keeps the provider connections warm
+        new.forwarder = Forwarder(config, self.metrics, upstreams=self.forwarder.upstreams if same_upstreams else None)
+        if not same_upstreams:
+            self.retired.append(self.forwarder)
+        new.tenant_header = config.routing.session_cache.tenant_header
+        return new
 
     def client(self, request: Request) -> str | None:
         """The calling client's name when gateway keys are configured; Unauthorized otherwise."""
@@ -161,8 +182,10 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("uvicorn.error").addFilter(_refused_websocket_noise)  # after uvicorn set up its logging
         yield
-        await gw.forwarder.close()
-        await gw.decider.store.close()
+        current = app.state.gateway  # the one serving now, after any reloads
+        for forwarder in (current.forwarder, *current.retired):
+            await forwarder.close()
+        await current.decider.store.close()
 
     app = FastAPI(
         title="pinning-gateway", version=__version__, lifespan=lifespan,
@@ -206,13 +229,70 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+async def next_config(app: FastAPI) -> Config:
+    """The config file `app` was started with, read again and checked; ConfigError listing its problems."""
+    config = await asyncio.to_thread(load_config, app.state.gateway.config.source)
+    check = getattr(app.state, "reload_check", None)  # e.g. no gateway keys while listening beyond loopback
+    problem = check(config) if check is not None else None
+    if problem:
+        raise ConfigError([f"{config.source}: {problem}"])
+    return config
+
+
+async def reload(app: FastAPI) -> Gateway:
+    """Re-read the config file `app` was started with and serve it; ConfigError (nothing changed) if it cannot.
+
+    The file is read and the router built off the event loop, so requests keep
+    being served meanwhile. The pin store is kept: pins to models still
+    configured stay, pins to removed models are dropped when next used.
+    """
+    gw: Gateway = app.state.gateway
+    config = await next_config(app)
+    try:
+        router = await asyncio.to_thread(build_router, config)
+    except Exception as exc:
+        raise ConfigError([f"{config.source}: the router cannot load ({exc})"]) from None
+    old = gw.config.routing
+    if (config.routing.session_cache, config.routing.session_ttl_seconds, config.routing.session_max_entries) != (
+            old.session_cache, old.session_ttl_seconds, old.session_max_entries):
+        log.warning("reload: routing.session_cache, session_ttl_seconds and session_max_entries apply at the next "
+                    "restart; the pins in the current store are kept")
+    if config.server != gw.config.server:
+        log.warning("reload: the server section (limits, timeouts, drain) applies at the next restart")
+    app.state.gateway = gw.reloaded(config, router)
+    return app.state.gateway
+
+
+async def reload_and_log(app: FastAPI, check_only: bool = False) -> list[str]:
+    """`reload` (or only `next_config`), logged: the problems that refused the new config, or [] when it serves."""
+    try:
+        if check_only:
+            await next_config(app)
+            return []
+        gw = await reload(app)
+    except ConfigError as exc:
+        for line in exc.problems:
+            log.error("reload refused: %s", line)
+        log.error("reload refused: the previous config keeps serving")
+        return exc.problems
+    log.info("reloaded %s: %d model(s), %d route(s)", gw.config.source, len(gw.config.providers), len(gw.config.routes))
+    return []
+
+
 def app_from_env() -> FastAPI:
     """App factory for worker processes: `gateway up --workers N` passes its settings in the environment."""
     from .config import load_config
     from .logs import configure
 
+    from .server import exposure_problem
+
     configure(os.environ.get("GATEWAY_LOG_LEVEL", "info"), os.environ.get("GATEWAY_LOG_FORMAT", "text"))
-    return create_app(load_config(os.environ["GATEWAY_CONFIG"]),
-                      log_prompts=os.environ.get("GATEWAY_LOG_PROMPTS") == "1",
-                      hash_session_ids=os.environ.get("GATEWAY_HASH_SESSION_IDS") == "1",
-                      otel=os.environ.get("GATEWAY_OTEL") == "1")
+    app = create_app(load_config(os.environ["GATEWAY_CONFIG"]),
+                     log_prompts=os.environ.get("GATEWAY_LOG_PROMPTS") == "1",
+                     hash_session_ids=os.environ.get("GATEWAY_HASH_SESSION_IDS") == "1",
+                     otel=os.environ.get("GATEWAY_OTEL") == "1")
+    # A reload asked of one worker (POST /routing/v1/reload) is checked here, then done by the supervisor for all.
+    app.state.supervisor_pid = int(os.environ.get("GATEWAY_SUPERVISOR_PID", "0")) or None
+    host, allowed = os.environ.get("GATEWAY_HOST", "127.0.0.1"), os.environ.get("GATEWAY_ALLOW_UNAUTHENTICATED") == "1"
+    app.state.reload_check = lambda config: exposure_problem(host, config, allowed)
+    return app

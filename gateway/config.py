@@ -132,6 +132,19 @@ class RoutingSettings:
     route_on_user_only: bool = False  # a turn carrying only tool results keeps the previous decision
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP server treats connections (`server:`): header limits, timeouts, connections, drain."""
+
+    max_header_bytes: int = 64 * 1024  # request line and headers together, as Envoy's default
+    max_headers: int = 100  # as Envoy's default
+    max_header_line_bytes: int = 8 * 1024  # one header line, as nginx's default buffer
+    header_timeout: float = 15.0  # a request's headers must arrive within this many seconds
+    keep_alive_timeout: float = 5.0  # an idle keep-alive connection is closed after this many seconds
+    max_connections: int = 1000  # past this, requests are answered 503
+    drain_timeout: float = 30.0  # on SIGTERM, in-flight requests and streams get this long to finish
+
+
 @dataclass
 class Config:
     providers: list[Provider]
@@ -146,6 +159,7 @@ class Config:
     notes: list[str] = field(default_factory=list)  # Plano settings accepted but not acted on, and why
     auth_keys: dict[str, str] = field(default_factory=dict)  # client key -> its name (tenant)
     openai_relay: bool = True  # OpenAI-format providers skip litellm (see relay.py)
+    server: ServerSettings = ServerSettings()
     source: str = "<memory>"
     _lookup: dict[str, Provider] = field(default_factory=dict, repr=False)
     _patterns: list[tuple[str, Provider]] = field(default_factory=list, repr=False)
@@ -271,7 +285,7 @@ class _Validator:
             self.problems.append(f"top level must be a mapping of sections, got {_describe(raw)}")
             return None
         allowed = {"version", "listeners", "model_providers", "llm_providers", "model_aliases",
-                   "routing", "routing_preferences", "gateway", "auth"} | _IGNORED_TOP_LEVEL
+                   "routing", "routing_preferences", "gateway", "auth", "server"} | _IGNORED_TOP_LEVEL
         self._keys(raw, "", allowed)
         version = raw.get("version")
         if version is not None and not isinstance(version, str):
@@ -288,6 +302,7 @@ class _Validator:
         aliases = self.aliases(raw.get("model_aliases"), providers)
         routing = self.routing(raw.get("routing"), providers)
         max_body, relay = self.gateway_section(raw.get("gateway"))
+        server = self.server_section(raw.get("server"))
         auth_keys = self.auth(raw.get("auth"))
         if self.problems:
             return None
@@ -300,7 +315,7 @@ class _Validator:
             return None
         return Config(providers=providers, routes=routes, aliases=aliases, routing=routing,
                       host=host, port=port, max_retries=retries, max_body_bytes=max_body, auth_keys=auth_keys,
-                      openai_relay=relay, notes=self.notes,
+                      openai_relay=relay, notes=self.notes, server=server,
                       ignored_sections=sorted(k for k in raw if k in _IGNORED_TOP_LEVEL))
 
     def listeners(self, raw: Any) -> tuple[str, int, int]:
@@ -685,6 +700,36 @@ class _Validator:
         if relay is None or relay_env is not None:
             relay = relay_default
         return size or DEFAULT_MAX_BODY_BYTES, relay
+
+    def server_section(self, raw: Any) -> ServerSettings:
+        """Our `server:` section: header limits, timeouts, the connection limit and the drain time."""
+        if raw is None:
+            return ServerSettings()
+        if not isinstance(raw, dict):
+            self.fail("server", f"must be a mapping, got {_describe(raw)}")
+            return ServerSettings()
+        defaults = ServerSettings()
+        sizes = {"max_header_bytes": 1024, "max_headers": 8, "max_header_line_bytes": 256, "max_connections": 1}
+        times = ("header_timeout", "keep_alive_timeout", "drain_timeout")
+        self._keys(raw, "server", set(sizes) | set(times))
+        values: dict[str, Any] = {}
+        for key, least in sizes.items():
+            n = self._typed(raw, key, "server", int)
+            if n is not None and n < least:
+                self.fail(f"server.{key}", f"must be at least {least}, got {n}")
+            elif n is not None:
+                values[key] = n
+        for key in times:
+            given = self._typed(raw, key, "server", (int, float, str))
+            seconds = _seconds(given) if given is not None else None
+            if given is not None and (seconds is None or seconds <= 0):
+                self.fail(f"server.{key}", f"must be a positive number of seconds (or like '30s'), got {given!r}")
+            elif seconds is not None:
+                values[key] = seconds
+        if values.get("max_header_line_bytes", defaults.max_header_line_bytes) > values.get(
+                "max_header_bytes", defaults.max_header_bytes):
+            self.fail("server.max_header_line_bytes", "must not exceed server.max_header_bytes")
+        return replace(defaults, **values)
 
 
 _TYPE_NAMES = {str: "string", int: "whole number", float: "number", bool: "boolean (true/false)",
