@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import __version__
+from . import __version__, litellm_loader
 from .api import admin, chat, messages, ops, responses
 from .api.flow import error_response
 from .config import Config, ConfigError, load_config
@@ -181,6 +181,8 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("uvicorn.error").addFilter(_refused_websocket_noise)  # after uvicorn set up its logging
+        if litellm_loader.needed_by(config):
+            litellm_loader.start_import()  # seconds of CPU, in a thread: no request or /healthz waits on it
         yield
         current = app.state.gateway  # the one serving now, after any reloads
         for forwarder in (current.forwarder, *current.retired):

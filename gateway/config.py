@@ -43,6 +43,13 @@ _INTERFACE_TO_PROVIDER = {
     "vercel": "openai", "chatgpt": "openai", "plano": "openai",
 }
 
+# litellm provider prefixes recognised at the front of a model name such as `ollama/arch-router`
+# (a part of litellm.provider_list: asking litellm would cost its import, seconds, at load time).
+LITELLM_PROVIDERS = OPENAI_COMPATIBLE | set(_INTERFACE_TO_PROVIDER.values()) | {
+    "anthropic", "gemini", "vertex_ai", "bedrock", "azure", "azure_ai", "cohere", "huggingface", "watsonx",
+    "cerebras", "sambanova", "nvidia_nim", "databricks",
+}
+
 # Plano sections this gateway accepts so that a Plano file loads unchanged,
 # but does not act on. They are reported by `gateway check`.
 _IGNORED_TOP_LEVEL = {
@@ -608,6 +615,11 @@ class _Validator:
             self.fail("routing.llm_provider", f"{llm_provider!r} is not a configured model")
         if llm_provider is not None and router_model is None:
             self.fail("routing.model", "is required when routing.llm_provider is set")
+        if (router_model is not None and llm_provider is None and _find(providers, router_model) is None
+                and "/" in router_model and router_model.partition("/")[0] not in LITELLM_PROVIDERS):
+            self.fail("routing.model", f"{router_model!r} is not a configured model and does not start with a "
+                      "provider such as ollama/; set routing.llm_provider to the model_providers entry (its name "
+                      "or model) whose server serves it")
         sources = self.session_sources(raw.get("session_key_sources"))
         return RoutingSettings(
             session_key_sources=sources,

@@ -17,6 +17,7 @@ import pytest
 import respx
 
 from gateway.app import create_app
+from gateway.config import ConfigError
 from gateway.errors import RouterError
 from gateway.routers.llm import LLMRouter
 from inprocess_helpers import (CLAUDE, GPT4O, LITELLM_NOISE, MINI, ROUTER_KEY, ROUTER_URL, anthropic_provider,
@@ -79,7 +80,7 @@ def test_llm_router_sends_the_arch_router_prompt_to_its_provider_and_returns_the
     # the router model reached through routing.llm_provider's URL and key, under its own name
     assert request.headers["authorization"] == f"Bearer {ROUTER_KEY}"
     sent = json.loads(request.content)
-    assert sent["model"] == "Arch-Router-1.5B"
+    assert sent["model"] == "katanemo/Arch-Router-1.5B"  # as vLLM serves it: the whole Hugging Face id
     assert sent["temperature"] == 0.01 and sent["max_tokens"] == 64
     [message] = sent["messages"]
     prompt = message["content"]
@@ -152,3 +153,28 @@ def test_llm_router_decides_the_model_on_the_decision_endpoint_and_a_garbage_ans
     assert routed.headers["X-Router-Route"] == "code_generation"
     assert pinned.json() == {**routed.json(), "pinned": True, "trace_id": pinned.json()["trace_id"]}
     assert calls == 3  # the pinned request did not ask the router
+
+
+@pytest.mark.parametrize("model, served", [
+    ("hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M", "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M"),
+    ("ollama/hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M", "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M"),
+    ("openai/katanemo/Arch-Router-1.5B", "katanemo/Arch-Router-1.5B"),
+    ("arch-router", "arch-router"),
+])
+def test_only_a_provider_prefix_is_taken_off_the_router_models_name(model, served):
+    config = make_config([openai_provider(MINI, default=True),
+                          {"model": "openai/router-host", "base_url": ROUTER_URL}],
+                         routing={"model": model, "llm_provider": "openai/router-host"})
+    provider = LLMRouter(config).provider
+    assert provider.model_name == served
+    assert provider.base_url == ROUTER_URL
+
+
+def test_a_router_model_with_an_unknown_prefix_and_no_llm_provider_is_a_config_error():
+    with pytest.raises(ConfigError) as refused:
+        make_config([openai_provider(MINI, default=True)],
+                    routing={"model": "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M"})
+    assert "routing.model" in str(refused.value) and "routing.llm_provider" in str(refused.value)
+    # a provider prefix says where it lives
+    config = make_config([openai_provider(MINI, default=True)], routing={"model": "ollama/arch-router"})
+    assert (LLMRouter(config).provider.provider, LLMRouter(config).provider.model_name) == ("ollama", "arch-router")

@@ -15,11 +15,11 @@ import json
 import re
 from typing import Any
 
-from ..config import Config, Provider
+from ..config import LITELLM_PROVIDERS, Config, Provider
 from ..conversation import recent_turns
 from ..errors import RouterError
 from ..upstream.translate import provider_kwargs
-from ..litellm_loader import litellm
+from ..litellm_loader import loaded, start_import
 
 # Arch-Router reads 8k tokens; at ~4 characters a token this keeps the prompt well inside.
 CONVERSATION_BUDGET_CHARS = 12_000
@@ -55,7 +55,7 @@ class LLMRouter:
         self.timeout = config.routing.router_timeout
         self.provider = _router_provider(config)
         self._routes_json = json.dumps([{"name": r.name, "description": r.description} for r in self.routes])
-        litellm()  # import now (seconds), not while the first request waits
+        start_import()  # seconds, in a thread: the first routed request waits for it, nothing else does
 
     def prompt(self, messages: list[dict[str, Any]]) -> str:
         conversation = json.dumps(recent_turns(messages, CONVERSATION_BUDGET_CHARS), ensure_ascii=False)
@@ -67,8 +67,9 @@ class LLMRouter:
             **provider_kwargs(p), "messages": [{"role": "user", "content": self.prompt(messages)}],
             "temperature": 0.01, "max_tokens": 64, "timeout": self.timeout, "num_retries": 0, "max_retries": 0,
         }
+        llm = await loaded()  # before the timeout starts: the import is not the router model's time
         try:
-            result = await asyncio.wait_for(litellm().acompletion(**kwargs), self.timeout)
+            result = await asyncio.wait_for(llm.acompletion(**kwargs), self.timeout)
         except asyncio.TimeoutError:
             raise RouterError(f"router model {p.model} did not answer within {self.timeout:g}s") from None
         except Exception as exc:
@@ -108,16 +109,26 @@ def parse_route_answer(text: str, routes: set[str]) -> str | None:
 
 
 def _router_provider(config: Config) -> Provider:
-    """Where the router model lives: routing.llm_provider, a matching model entry, or the bare name."""
+    """Where the router model lives: routing.llm_provider, a matching model entry, or its provider prefix.
+
+    The model name reaches the server as written, less a litellm provider
+    prefix: Ollama knows Arch-Router as `hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M`
+    and vLLM as `katanemo/Arch-Router-1.5B`, slashes included.
+    """
     routing = config.routing
     assert routing.model is not None
     host = config.find(routing.llm_provider) if routing.llm_provider else config.find(routing.model)
-    if host is None:
+    if host is None:  # a provider prefix (config.py checks it), e.g. ollama/arch-router; none means OpenAI
         prefix, _, name = routing.model.partition("/")
         return Provider(model=routing.model, provider=prefix if name else "openai", model_name=name or prefix)
     if routing.llm_provider and routing.model not in (host.model, host.model_name, host.name):
         # The provider entry gives the URL and key; the router model is named separately.
-        name = routing.model.split("/", 1)[-1]
-        return Provider(model=routing.model, provider=host.provider, model_name=name,
+        return Provider(model=routing.model, provider=host.provider, model_name=served_name(routing.model),
                         access_key=host.access_key, base_url=host.base_url, headers=host.headers)
     return host
+
+
+def served_name(model: str) -> str:
+    """`model` without a leading litellm provider prefix (`ollama/`, `openai/`, ...), otherwise unchanged."""
+    prefix, _, rest = model.partition("/")
+    return rest if rest and prefix in LITELLM_PROVIDERS else model

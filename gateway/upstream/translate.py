@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator
 
 from ..config import Provider
 from ..errors import UpstreamError, upstream_bad_response, upstream_failure, upstream_timeout, upstream_unreachable
-from ..litellm_loader import litellm
+from ..litellm_loader import litellm, loaded
 from . import Answer, Call, Wire
 from .endpoints import api_base
 
@@ -92,6 +92,7 @@ class LitellmUpstream:
         if body.get("tools"):
             texts.append(json.dumps(body["tools"]))
         messages = [{"role": "user", "content": "\n".join(t for t in texts if t)}]
+        await loaded()  # the import runs in a thread; only this request waits for it
         try:
             return int(litellm().token_counter(model=litellm_model(call.provider), messages=messages))
         except Exception as exc:
@@ -99,6 +100,7 @@ class LitellmUpstream:
 
     async def send(self, call: Call) -> Answer:
         provider, wire = call.provider, call.wire
+        await loaded()  # the import runs in a thread; only this request waits for it
         kwargs = {**provider_kwargs(provider), "timeout": provider.timeout, "num_retries": 0, "max_retries": 0}
         extra_headers = {**kwargs.get("extra_headers", {}), **_passed_headers(call)}
         if extra_headers:
