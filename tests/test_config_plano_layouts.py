@@ -20,7 +20,7 @@ from gateway.cli import main as gateway_cli
 from gateway.config import ConfigError, parse_config
 from gateway.upstream.failover import Forwarder
 
-from conftest import CODE_PROMPT, REASONING_PROMPT, FakeProvider, GatewayFactory
+from conftest import CODE_PROMPT, FakeProvider, GatewayFactory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -206,16 +206,6 @@ routing:
     assert "note: routing.routing_budget is not acted on" in out
 
 
-def test_newer_layout_decides_like_the_v030_file(start_gateway: GatewayFactory, fake_provider: FakeProvider):
-    config = V040_OF_BUNDLED.replace("access_key: $OPENAI_API_KEY", f"access_key: $TEST_OPENAI_KEY\n    base_url: {fake_provider.url}")
-    config = config.replace("access_key: $ANTHROPIC_API_KEY", f"access_key: $TEST_ANTHROPIC_KEY\n    base_url: {fake_provider.url}")
-    gw = start_gateway(config)
-    code = gw.decide(CODE_PROMPT).json()
-    reasoning = gw.decide(REASONING_PROMPT).json()
-    assert (code["model"], code["route"]) == ("anthropic/claude-sonnet-4-20250514", "code_generation")
-    assert (reasoning["model"], reasoning["route"]) == ("openai/gpt-4o", "complex_reasoning")
-
-
 def test_a_failing_first_model_fails_over_to_the_next_of_its_route_not_the_default(
         start_gateway: GatewayFactory, fake_provider: FakeProvider):
     gw = start_gateway(f"""\
@@ -228,17 +218,23 @@ model_providers:
   - model: openai/gpt-4o
     access_key: $TEST_OPENAI_KEY
     base_url: {fake_provider.url}
-  - model: anthropic/claude-sonnet-4-20250514
-    access_key: $TEST_ANTHROPIC_KEY
+  - model: openai/gpt-4.1
+    access_key: $TEST_OPENAI_KEY
+    base_url: {fake_provider.url}
+  - model: openai/arch-router
+    name: arch-router
     base_url: {fake_provider.url}
 routing_preferences:
   - name: code_generation
     description: generating new code, writing functions, or creating boilerplate
-    models: [anthropic/claude-sonnet-4-20250514, openai/gpt-4o]
+    models: [openai/gpt-4o, openai/gpt-4.1]
+routing:
+  model: Arch-Router   # played by the fake provider: it answers the route a ROUTE: marker names
+  llm_provider: arch-router
 """)
-    answer = httpx.post(f"{gw.url}/v1/chat/completions", timeout=30, json={
-        "messages": [{"role": "user", "content": f"{CODE_PROMPT} FAULT:500@claude-sonnet-4-20250514"}]})
+    answer = httpx.post(f"{gw.url}/v1/chat/completions", timeout=30, json={"messages": [
+        {"role": "user", "content": f"ROUTE:code_generation {CODE_PROMPT} FAULT:500@gpt-4o"}]})
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-router-route"] == "code_generation"
-    assert answer.headers["x-router-model"] == "openai/gpt-4o"
-    assert answer.headers["x-router-failover"] == "anthropic/claude-sonnet-4-20250514 -> openai/gpt-4o"
+    assert answer.headers["x-router-model"] == "openai/gpt-4.1"
+    assert answer.headers["x-router-failover"] == "openai/gpt-4o -> openai/gpt-4.1"
