@@ -250,8 +250,10 @@ async def reload(app: FastAPI) -> Gateway:
     """
     gw: Gateway = app.state.gateway
     config = await next_config(app)
-    try:
-        router = await asyncio.to_thread(build_router, config)
+    embedded = config.routing.model is None and gw.config.routing.model is None
+    try:  # the embedded router depends on the routes alone: unchanged routes need no new one
+        router = (gw.decider.router if embedded and config.routes == gw.config.routes
+                  else await asyncio.to_thread(build_router, config))
     except Exception as exc:
         raise ConfigError([f"{config.source}: the router cannot load ({exc})"]) from None
     old = gw.config.routing

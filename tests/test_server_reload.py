@@ -1,0 +1,94 @@
+"""Reloading a running `gateway up` process's config: SIGHUP and `gateway reload`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import CODE_PROMPT, REASONING_PROMPT, RunningGateway, provider_config
+
+CLAUDE = "anthropic/claude-sonnet-4-20250514"
+NEW_MODEL = "openai/gpt-4.1"
+
+
+def config_file(gw: RunningGateway) -> Path:
+    return Path(gw.proc.args[4])  # launch() runs: python -m gateway up CONFIG ...
+
+
+def models(gw: RunningGateway) -> list[str]:
+    return [m["id"] for m in httpx.get(f"{gw.url}/v1/models", timeout=5).json()["data"]]
+
+
+def wait_for_model(gw: RunningGateway, model: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while model not in models(gw):
+        assert gw.proc.poll() is None, gw.output()
+        assert time.monotonic() < deadline, f"{model} never served:\n{gw.output()}"
+        time.sleep(0.1)
+
+
+def without_gpt_4o_with_a_new_model(fake_url: str) -> str:
+    """The test config with openai/gpt-4o (and its route) removed and another model added."""
+    text = provider_config(fake_url)
+    start = text.index("  - model: openai/gpt-4o\n")
+    end = text.index("  - model: anthropic/")
+    return text[:start] + text[end:] + (f"  - model: {NEW_MODEL}\n    access_key: $TEST_OPENAI_KEY\n"
+                                        f"    base_url: {fake_url}\n")
+
+
+def gateway_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_sighup_reloads_keeping_pins_to_models_still_configured_and_dropping_the_others(start_gateway, fake_provider):
+    gw = start_gateway(provider_config(fake_provider.url))
+    code = gw.decide(CODE_PROMPT, session="reload-code").json()
+    reasoning = gw.decide(REASONING_PROMPT, session="reload-reasoning").json()
+    assert (code["model"], reasoning["model"]) == (CLAUDE, "openai/gpt-4o")
+
+    config_file(gw).write_text(without_gpt_4o_with_a_new_model(fake_provider.url))
+    gw.proc.send_signal(signal.SIGHUP)  # before reload support, SIGHUP's default action ended the process
+    wait_for_model(gw, NEW_MODEL)
+
+    assert "openai/gpt-4o" not in models(gw)
+    kept = gw.decide(REASONING_PROMPT, session="reload-code").json()
+    assert (kept["model"], kept["pinned"]) == (CLAUDE, True)  # its model is still configured: the pin survives
+    dropped = gw.decide(REASONING_PROMPT, session="reload-reasoning").json()
+    assert dropped["pinned"] is False and dropped["model"] != "openai/gpt-4o"  # its model is gone: routed afresh
+    assert f"reloaded {config_file(gw)}" in gw.output()
+
+
+def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_keeps_serving(start_gateway,
+                                                                                            fake_provider):
+    gw = start_gateway(provider_config(fake_provider.url))
+    assert gw.decide(CODE_PROMPT, session="refused-reload").json()["model"] == CLAUDE
+    path = config_file(gw)
+    broken = provider_config(fake_provider.url) + "  - model: openai/broken\n    colour: red\n    timeout: soon\n"
+    path.write_text(broken)
+
+    reload = gateway_cli("reload", str(path), "--url", gw.url)
+    check = gateway_cli("check", str(path))
+    assert reload.returncode == 1 and check.returncode == 1
+    problems = [line for line in reload.stderr.splitlines() if line.startswith("config error: ")]
+    assert problems == check.stderr.strip().splitlines() and len(problems) == 2  # the same list gateway check prints
+    assert "the previous one keeps serving" in reload.stderr
+
+    gw.proc.send_signal(signal.SIGHUP)  # the signal path refuses it the same way, in the log
+    deadline = time.monotonic() + 10
+    while gw.output().count("reload refused: the previous config keeps serving") < 2:
+        assert time.monotonic() < deadline, gw.output()
+        time.sleep(0.1)
+    pinned = gw.decide(REASONING_PROMPT, session="refused-reload").json()
+    assert (pinned["model"], pinned["pinned"]) == (CLAUDE, True)
+    assert "openai/broken" not in models(gw)
+
+    path.write_text(without_gpt_4o_with_a_new_model(fake_provider.url))
+    fixed = gateway_cli("reload", str(path), "--url", gw.url)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"reloaded {path}" in fixed.stdout and NEW_MODEL in fixed.stdout
+    assert NEW_MODEL in models(gw)
