@@ -102,9 +102,11 @@ class Decider:
         self.store = store
         self.stats = DecisionStats()
         self._observe_router = observe_router  # e.g. a latency histogram
-        # In-process single flight: concurrent first requests of a session wait
-        # for one routing run. Across processes, put_if_absent settles the race.
-        self._inflight: dict[str, asyncio.Future[Decision]] = {}
+        # In-process single flight: concurrent requests of a session wait for one
+        # pin lookup (and routing run); across processes put_if_absent settles the
+        # race. A flight ends with (decision, whether the pin was found), or None
+        # when its request failed or was cancelled: the waiters then decide again.
+        self._inflight: dict[str, asyncio.Future[tuple[Decision, bool] | None]] = {}
 
     def requested_provider(self, ask: Ask) -> Provider | None:
         """The provider the request's `model` names; BadRequest if it names nothing configured."""
@@ -136,33 +138,46 @@ class Decider:
                 return await self._follow_conversation(ask, requested, CONVERSATION_PREFIX + conversation_key)
             return await self._route(ask, requested, None)
 
-        pin = await self._get_pin(session_key)
-        if pin is not None:
-            self.stats.hits += 1
-            return Decision(self.config.find(pin.model), pin.route, True, session_id, "pinned")  # type: ignore[arg-type]
-        self.stats.misses += 1
-
-        waiting = self._inflight.get(session_key)
-        if waiting is not None:
+        while True:
+            waiting = self._inflight.get(session_key)
+            if waiting is None:
+                return await self._lead(ask, requested, session_key, session_id)
             first = await asyncio.shield(waiting)
-            if first.outcome == "router_failed":  # nothing was pinned; this request routes for itself
-                return await self._route(ask, requested, session_id)
-            return Decision(first.provider, first.route, True, session_id, "pinned")
+            if first is not None:
+                return await self._follow(ask, requested, session_id, *first)
+            # The request in flight failed or was cancelled: loop, and one of its waiters leads.
 
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._inflight[session_key] = future
+    async def _lead(self, ask: Ask, requested: Provider | None, key: str, session_id: str | None) -> Decision:
+        """Look the session's pin up, or route and pin it, while its other requests wait for the answer."""
+        future: asyncio.Future[tuple[Decision, bool] | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
         try:
-            decision = await self._route(ask, requested, session_id)
-            if decision.outcome != "router_failed":
-                decision = await self._pin(session_key, decision)
-            future.set_result(decision)
+            pin = await self._get_pin(key)
+            if pin is not None:
+                self.stats.hits += 1
+                decision = Decision(self.config.find(pin.model), pin.route, True, session_id, "pinned")  # type: ignore[arg-type]
+            else:
+                self.stats.misses += 1
+                decision = await self._route(ask, requested, session_id)
+                if decision.outcome != "router_failed":
+                    decision = await self._pin(key, decision)
+            future.set_result((decision, pin is not None))
             return decision
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
         finally:
-            del self._inflight[session_key]
+            if not future.done():  # failed or cancelled: the waiters must not inherit that
+                future.set_result(None)
+            del self._inflight[key]
+
+    async def _follow(self, ask: Ask, requested: Provider | None, session_id: str | None,
+                      first: Decision, found: bool) -> Decision:
+        """A request that waited for its session's flight: the same model, as pinned."""
+        if found:
+            self.stats.hits += 1
+        else:
+            self.stats.misses += 1
+        if first.outcome == "router_failed":  # nothing was pinned; this request routes for itself
+            return await self._route(ask, requested, session_id)
+        return Decision(first.provider, first.route, True, session_id, "pinned")
 
     async def answered(self, session_key: str | None, decision: Decision, provider: Provider) -> None:
         """Told which provider answered; after a failover the session follows it (re-pinned)."""
@@ -203,7 +218,11 @@ class Decider:
             return None
         if pin is not None and self.config.find(pin.model) is None:
             # Pinned to a model that is no longer configured: drop it, route afresh.
-            await self.store.delete(key)
+            try:
+                await self.store.delete(key)
+            except Exception as exc:  # fail open: this request routes afresh; the stale pin expires by its TTL
+                self.stats.store_errors += 1
+                log.debug("pin store delete failed, stale pin left to expire: %s", exc)
             return None
         return pin
 

@@ -36,6 +36,13 @@ def redis_config(fake_url: str, url: str = REDIS_URL, tenant_header: str | None 
                            extra=extra)
 
 
+def decisions_only_config(url: str) -> str:
+    """The Redis config without provider keys or URLs: the gateway then never imports litellm, whose
+    seconds-long import in a background thread would slow the timings these tests set up."""
+    lines = redis_config("http://unused", url=url).splitlines()
+    return "\n".join(line for line in lines if "access_key" not in line and "base_url" not in line) + "\n"
+
+
 def decide(url: str, prompt: str, session: str | None = None, headers: dict | None = None) -> httpx.Response:
     h = dict(headers or {})
     if session:
@@ -237,3 +244,113 @@ def test_a_dropped_idle_redis_connection_is_reestablished_without_losing_the_pin
     after = decide(gw.url, REASONING_PROMPT, sid).json()
     assert after["pinned"] is True and after["model"] == CLAUDE
     assert "unreachable" not in gw.output()
+
+
+# --- under load, with Redis slow, and the cheap health probes ---------------------------------------------
+
+
+async def _burst(urls: list[str], sid: str, n: int) -> list[httpx.Response]:
+    """`n` first requests of one session at once, spread over `urls`, alternating intents."""
+    import asyncio
+
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        return await asyncio.gather(*(
+            client.post(f"{urls[i % len(urls)]}/routing/v1/chat/completions", headers={"X-Session-Id": sid},
+                        json={"messages": [{"role": "user", "content": CODE_PROMPT if i % 4 < 2 else REASONING_PROMPT}]})
+            for i in range(n)))
+
+
+def test_single_flight_holds_for_a_thousand_concurrent_first_requests_across_two_processes(replicas):
+    """Issue 15 item 1: a full Redis connection pool is a wait, not an outage that splits the session."""
+    import asyncio
+
+    a, b = replicas
+    sid = str(uuid.uuid4())
+    answers = asyncio.run(_burst([a.url, b.url], sid, 1000))
+    assert [r.status_code for r in answers] == [200] * 1000
+    bodies = [r.json() for r in answers]
+    models = {x["model"] for x in bodies}
+    first = sum(not x["pinned"] for x in bodies)
+    print(f"1,000 concurrent first requests over two processes: models {sorted(models)}, pinned:false {first}")
+    assert len(models) == 1
+    assert first == 1  # one routing run wins; every other request, on either process, follows its pin
+
+
+def _connections_received(admin) -> int:
+    return int(admin.info("stats")["total_connections_received"])
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to start a disposable Redis")
+def test_a_paused_redis_costs_one_timeout_and_after_the_skip_window_one_probe(start_gateway, tmp_path):
+    """Issue 15 item 8: a timeout is not retried (that doubled the wait) and only one request probes Redis again."""
+    import redis
+    from redis_servers import redis_server
+
+    with redis_server(tmp_path) as port:
+        gw = start_gateway(decisions_only_config(f"redis://127.0.0.1:{port}/0"))
+        sid = str(uuid.uuid4())
+        assert decide(gw.url, CODE_PROMPT, sid).json()["pinned"] is False  # a pooled connection exists now
+        admin = redis.Redis(port=port)
+
+        before = _connections_received(admin)
+        admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        started = time.perf_counter()
+        paused = decide(gw.url, REASONING_PROMPT, sid)
+        took = time.perf_counter() - started
+        print(f"one request with Redis paused: {took * 1000:.0f} ms")
+        assert paused.status_code == 200 and paused.json()["pinned"] is False
+        time.sleep(1.7)  # the pause is over; no request was made, so nothing probed Redis yet
+        # the timed-out command was not sent again on a new connection
+        assert _connections_received(admin) - before == 0
+
+        before = _connections_received(admin)
+        admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        with ThreadPoolExecutor(max_workers=20) as pool:  # the skip window is over: each of these may probe
+            herd = list(pool.map(lambda _: decide(gw.url, REASONING_PROMPT, sid), range(20)))
+        assert all(r.status_code == 200 for r in herd)
+        time.sleep(1.6)
+        # one probe reconnected and timed out, the others failed open at once (a second probe only if
+        # this slow machine stretched the herd past the next skip window); before, each of the 20 probed
+        assert _connections_received(admin) - before <= 2
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to start a disposable Redis")
+def test_healthz_never_scans_the_pin_store_and_readyz_pings_it(start_gateway, tmp_path):
+    """Issue 15 item 8 and issue 17: liveness is O(1); readiness is one PING and says what is not ready."""
+    import redis
+    from redis_servers import redis_server
+
+    with redis_server(tmp_path) as port:
+        gw = start_gateway(decisions_only_config(f"redis://127.0.0.1:{port}/0"))
+        admin = redis.Redis(port=port)
+        with admin.pipeline(transaction=False) as pipe:
+            for i in range(2000):
+                pipe.set(f"pgw:v1:pin:{{load-{i}}}", '{"model": "openai/gpt-4o", "route": null, "created": 0}', ex=600)
+            pipe.execute()
+        admin.config_resetstat()
+        for _ in range(5):
+            health = httpx.get(f"{gw.url}/healthz")
+            assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert "cmdstat_scan" not in admin.info("commandstats")
+
+        ready = httpx.get(f"{gw.url}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ready" and ready.json()["checks"]["pin_store"]["ready"] is True
+        assert int(admin.info("commandstats")["cmdstat_ping"]["calls"]) >= 1
+
+    # Redis is gone now: not ready, saying which part and what to do; still alive
+    down = httpx.get(f"{gw.url}/readyz")
+    assert down.status_code == 503
+    store = down.json()["checks"]["pin_store"]
+    assert store["ready"] is False and "redis" in store["detail"].lower() and "session_cache" in store["detail"]
+    assert down.json()["checks"]["router"]["ready"] is True
+    assert httpx.get(f"{gw.url}/healthz").status_code == 200
+
+
+def test_readyz_with_the_memory_store_is_ready_at_once(gateway):
+    ready = httpx.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["pin_store"] == {"ready": True, "detail": "in-process memory store"}
+    assert ready.json()["checks"]["router"]["ready"] is True
+    assert isinstance(httpx.get(f"{gateway.url}/healthz").json()["pins"], int)  # cheap in memory: still counted

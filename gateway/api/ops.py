@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .. import litellm_loader
 from ..pins import PinStore
 from .flow import gateway_of
+
+if TYPE_CHECKING:
+    from ..app import Gateway
 
 router = APIRouter(tags=["operations"])
 
@@ -25,11 +30,23 @@ async def root(request: Request) -> Response:
 router.add_api_route("/", root, methods=["HEAD"], include_in_schema=False)
 
 
-@router.get("/healthz", summary="Liveness, the router in use and the number of live pins")
+@router.get("/healthz", summary="Liveness: the process serves (cheap, no call to the pin store)")
 async def healthz(request: Request) -> Response:
     gw = gateway_of(request)
-    return JSONResponse({"status": "ok", "router": gw.decider.router.name, "pid": os.getpid(),
-                         "pins": await _safe_size(gw.decider.store), "tasks": len(asyncio.all_tasks())})
+    body = {"status": "ok", "router": gw.decider.router.name, "pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
+    # Only a store that counts its pins in O(1) says how many (the memory store); Redis would need a SCAN.
+    count: Callable[[], int] | None = getattr(gw.decider.store, "local_size", None)
+    if count is not None:
+        body["pins"] = count()
+    return JSONResponse(body)
+
+
+@router.get("/readyz", summary="Readiness: the router is loaded and the pin store answers (503 saying what is not)")
+async def readyz(request: Request) -> Response:
+    gw = gateway_of(request)
+    checks = {"router": _router_check(gw), "pin_store": await _store_check(gw.decider.store)}
+    ready = all(check["ready"] for check in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics")
@@ -52,8 +69,23 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
-async def _safe_size(store: PinStore) -> int | None:
+def _router_check(gw: Gateway) -> dict[str, Any]:
+    """The router is built before the server listens; an LLM router also needs litellm, imported in the background."""
+    name = gw.decider.router.name
+    if gw.config.routing.model and not litellm_loader.start_import().done():
+        return {"ready": False, "detail": f"the {name} router waits for litellm's import (a few seconds after "
+                                          "start); probe again shortly"}
+    return {"ready": True, "detail": f"{name} router loaded"}
+
+
+async def _store_check(store: PinStore) -> dict[str, Any]:
+    """One PING, bounded by the store's own timeout; a store without `ping` lives in this process."""
+    ping: Callable[[], Awaitable[str]] | None = getattr(store, "ping", None)
+    if ping is None:
+        return {"ready": True, "detail": "in-process memory store"}
     try:
-        return await store.size()
-    except Exception:
-        return None
+        return {"ready": True, "detail": await ping()}
+    except Exception as exc:
+        return {"ready": False, "detail": (
+            f"{exc}. Start Redis or fix routing.session_cache.url; meanwhile requests are served "
+            "without pins (sessions are not kept on one model)")}
