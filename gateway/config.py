@@ -25,6 +25,8 @@ DEFAULT_SESSION_MAX = 10_000
 DEFAULT_PROVIDER_TIMEOUT = 60.0
 DEFAULT_ROUTER_TIMEOUT = 2.0
 DEFAULT_MAX_RETRIES = 2
+# The whole request's deadline, every retry and fallback included, until its answer starts; Plano's listener `timeout`.
+DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # Providers whose wire format is OpenAI's chat completions. For these the
@@ -70,6 +72,13 @@ _PLANO_NOT_ACTED_ON = {
 }
 
 _ENV_REF = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
+# `$VAR` or `${VAR}` anywhere in a string, as Plano expands them (envsubst over the whole file).
+_ENV_REFS = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# Fields whose variables are expanded where they are read, so an unset one is reported there by name.
+_EXPANDED_WHERE_READ = {"access_key", "key", "base_url", "url", "headers"}
+# Anthropic requires max_tokens; 4096 is the most every Claude model accepts (Claude 3's output limit),
+# and what litellm used to send. litellm's own fallback, the model's context size, is refused by real models.
+DEFAULT_MAX_TOKENS = 4096
 
 
 class ConfigError(Exception):
@@ -107,6 +116,14 @@ class Provider:
     timeout: float = DEFAULT_PROVIDER_TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)
     responses_api: bool | None = None  # speaks OpenAI's Responses API; None: only OpenAI's own URL does
+    default_max_tokens: int | None = None  # sent when a translated request names no limit; None: see below
+
+    @property
+    def max_tokens_default(self) -> int | None:
+        """The answer limit to send when a translated request gives none (Anthropic must get one)."""
+        if self.default_max_tokens is not None:
+            return self.default_max_tokens
+        return DEFAULT_MAX_TOKENS if self.provider == "anthropic" else None
 
     @property
     def speaks_openai(self) -> bool:
@@ -161,6 +178,7 @@ class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_retries: int = DEFAULT_MAX_RETRIES
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ignored_sections: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # Plano settings accepted but not acted on, and why
@@ -230,7 +248,7 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
 def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], source: str = "<memory>") -> Config:
     """Validate an already-parsed YAML document and build a Config."""
     v = _Validator(env)
-    cfg = v.config(raw)
+    cfg = v.config(_expand_set_variables(raw, env))
     if v.problems:
         raise ConfigError([f"{source}: {p}" for p in v.problems])
     assert cfg is not None
@@ -270,10 +288,17 @@ class _Validator:
         return value
 
     def _env_value(self, value: str, where: str, needed: bool) -> tuple[str | None, str | None]:
-        """Expand `$VAR` / `${VAR}`; returns (value, source). Unset is a problem only if needed."""
+        """Expand `$VAR` / `${VAR}`, whole or inside the string; returns (value, source). Unset is a problem only
+        if needed (an access key may be missing: decisions still work)."""
         m = _ENV_REF.match(value.strip())
         if not m:
-            return value, None
+            unset = [a or b for a, b in _ENV_REFS.findall(value) if not self.env.get(a or b)]
+            if unset:
+                if needed:
+                    self.fail(where, f"environment variable {unset[0]} (in {value!r}) is not set; export it or "
+                                     "put it in .env")
+                return None, f"${unset[0]}"
+            return _ENV_REFS.sub(lambda ref: self.env[ref.group(1) or ref.group(2)], value), None
         var = m.group(1)
         resolved = self.env.get(var)
         if not resolved:
@@ -281,6 +306,21 @@ class _Validator:
                 self.fail(where, f"environment variable {var} is not set; export it or put it in .env")
             return None, f"${var}"
         return resolved, f"${var}"
+
+    def _interface_with_prefix(self, where: str, prefix: str, interface: str) -> str:
+        """The provider of `prefix/model` given Plano's `provider_interface` too.
+
+        As in Plano, a prefix that names no provider (`custom/llama-3`) is only
+        the entry's own label, and the interface says how to speak to it. A
+        provider prefix that the interface contradicts is an error.
+        """
+        provider = _INTERFACE_TO_PROVIDER[interface]
+        if prefix not in LITELLM_PROVIDERS:
+            return provider
+        if prefix != provider:
+            self.fail(f"{where}.provider_interface", f"{interface} contradicts the model's prefix {prefix}/; "
+                                                     "remove provider_interface or change the prefix")
+        return prefix
 
     # -- sections -----------------------------------------------------------
 
@@ -300,7 +340,7 @@ class _Validator:
 
         if "prompt_caching" in raw:
             self.notes.append(_PLANO_NOT_ACTED_ON["prompt_caching"])
-        host, port, retries = self.listeners(raw.get("listeners"))
+        host, port, retries, deadline = self.listeners(raw.get("listeners"))
         if "model_providers" in raw and "llm_providers" in raw:
             self.fail("llm_providers", "give either model_providers or its older name llm_providers, not both")
         key = "model_providers" if "model_providers" in raw else "llm_providers"
@@ -321,21 +361,22 @@ class _Validator:
         if self.problems:
             return None
         return Config(providers=providers, routes=routes, aliases=aliases, routing=routing,
-                      host=host, port=port, max_retries=retries, max_body_bytes=max_body, auth_keys=auth_keys,
+                      host=host, port=port, max_retries=retries, request_timeout=deadline, max_body_bytes=max_body,
+                      auth_keys=auth_keys,
                       openai_relay=relay, notes=self.notes, server=server,
                       ignored_sections=sorted(k for k in raw if k in _IGNORED_TOP_LEVEL))
 
-    def listeners(self, raw: Any) -> tuple[str, int, int]:
-        host, port, retries = DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_RETRIES
+    def listeners(self, raw: Any) -> tuple[str, int, int, float]:
+        host, port, retries, deadline = DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT
         if raw is None:
-            return host, port, retries
+            return host, port, retries, deadline
         if isinstance(raw, dict):  # Plano's legacy form: {egress_traffic: {address, port}}
             self._keys(raw, "listeners", {"ingress_traffic", "egress_traffic"})
             raw = [dict(v, type="model", name=k) for k, v in raw.items()
                    if k == "egress_traffic" and isinstance(v, dict)]
         if not isinstance(raw, list):
             self.fail("listeners", f"must be a list, got {_describe(raw)}")
-            return host, port, retries
+            return host, port, retries, deadline
         allowed = {"name", "port", "address", "timeout", "router", "max_retries", "type", "agents",
                    "input_filters", "output_filters", "message_format"}
         for i, item in enumerate(raw):
@@ -359,7 +400,15 @@ class _Validator:
                     self.fail(f"{where}.max_retries", f"must be 0 or more, got {r}")
                 else:
                     retries = r
-        return host, port, retries
+            t = self._typed(item, "timeout", where, (int, float, str))
+            if t is not None:
+                seconds = _seconds(t)
+                if seconds is None or seconds <= 0:
+                    self.fail(f"{where}.timeout", "is the whole request's deadline, retries and fallbacks included: "
+                              f"a positive number of seconds (or like '30s'), got {t!r}")
+                else:
+                    deadline = seconds
+        return host, port, retries, deadline
 
     def providers(self, raw: Any, key: str) -> tuple[list[Provider], list[Route]]:
         providers: list[Provider] = []
@@ -372,7 +421,7 @@ class _Validator:
             return providers, routes
         allowed = {"model", "name", "access_key", "base_url", "default", "routing_preferences",
                    "provider_interface", "http_host", "passthrough_auth", "headers",
-                   "fallbacks", "timeout", "responses_api"}
+                   "fallbacks", "timeout", "responses_api", "default_max_tokens"}
         for i, item in enumerate(raw):
             where = f"{key}[{i}]"
             if not isinstance(item, dict):
@@ -388,8 +437,14 @@ class _Validator:
             if model is None:
                 continue
             interface = self._typed(item, "provider_interface", where, str)
+            if interface is not None and interface not in _INTERFACE_TO_PROVIDER:
+                self.fail(f"{where}.provider_interface", f"must be one of: {', '.join(sorted(_INTERFACE_TO_PROVIDER))}, "
+                                                         f"got {interface!r}")
+                interface = None
             if "/" in model:
                 prefix, model_name = model.split("/", 1)
+                if interface is not None:
+                    prefix = self._interface_with_prefix(where, prefix, interface)
             else:
                 prefix = _INTERFACE_TO_PROVIDER.get(interface or "openai", "openai")
                 model_name = model
@@ -411,17 +466,25 @@ class _Validator:
             if fallbacks is not None and any(not isinstance(f, str) for f in fallbacks):
                 self.fail(f"{where}.fallbacks", "must be a list of model names")
                 fallbacks = None
-            headers = self._typed(item, "headers", where, dict) or {}
+            headers = {str(k): self._env_value(str(v), f"{where}.headers.{k}", needed=True)[0] or ""
+                       for k, v in (self._typed(item, "headers", where, dict) or {}).items()}
+            max_tokens = self._typed(item, "default_max_tokens", where, int)
+            if max_tokens is not None and max_tokens < 1:
+                self.fail(f"{where}.default_max_tokens", f"must be a positive whole number, got {max_tokens}")
+                max_tokens = None
             provider = Provider(
                 model=model, provider=prefix, model_name=model_name,
                 name=self._typed(item, "name", where, str), access_key=access_key,
                 access_key_source=source, base_url=base_url,
                 default=bool(self._typed(item, "default", where, bool)),
                 fallbacks=fallbacks, timeout=timeout_s,
-                headers={str(k): str(v) for k, v in headers.items()},
-                responses_api=self._typed(item, "responses_api", where, bool),
+                headers=headers,
+                responses_api=self._typed(item, "responses_api", where, bool), default_max_tokens=max_tokens,
             )
-            self._typed(item, "passthrough_auth", where, bool)
+            if self._typed(item, "passthrough_auth", where, bool):
+                self.fail(f"{where}.passthrough_auth", "forwarding the client's Authorization header to the provider "
+                          "is not supported; remove it and give the provider's key as access_key (e.g. "
+                          "$PROVIDER_API_KEY)")
             self._typed(item, "http_host", where, str)
             if any(p.model == model for p in providers):
                 self.fail(where, f"model {model!r} is listed twice; keep one entry")
@@ -603,6 +666,13 @@ class _Validator:
                 url, _ = self._env_value(url, f"{where}.url", needed=kind == "redis")
             if kind == "redis" and "url" not in raw_cache:
                 self.fail(f"{where}.url", "is required when type is redis, e.g. redis://127.0.0.1:6379")
+            if kind == "redis" and url:
+                from .redis_pins import parse_url  # a server, Sentinel or Cluster URL
+
+                try:
+                    parse_url(url)
+                except ValueError as exc:
+                    self.fail(f"{where}.url", str(exc))
             cache = SessionCache(type=kind, url=url, tenant_header=self._typed(raw_cache, "tenant_header", where, str))
         router_model = self._typed(raw, "model", "routing", str)
         llm_provider = self._typed(raw, "llm_provider", "routing", str)
@@ -742,6 +812,25 @@ class _Validator:
                 "max_header_bytes", defaults.max_header_bytes):
             self.fail("server.max_header_line_bytes", "must not exceed server.max_header_bytes")
         return replace(defaults, **values)
+
+
+def _expand_set_variables(raw: Any, env: dict[str, str] | os._Environ[str], key: str = "") -> Any:
+    """`raw` with every `$VAR` / `${VAR}` that is set replaced in its strings, as Plano does.
+
+    An unset one stays as written. Keys, access keys, URLs and headers are left
+    for the validator, which expands them itself and names a missing variable.
+    """
+    if key in _EXPANDED_WHERE_READ:
+        return raw
+    if isinstance(raw, str):
+        if "$" not in raw:
+            return raw
+        return _ENV_REFS.sub(lambda ref: env.get(ref.group(1) or ref.group(2)) or ref.group(0), raw)
+    if isinstance(raw, dict):
+        return {k: _expand_set_variables(v, env, str(k)) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_expand_set_variables(v, env) for v in raw]
+    return raw
 
 
 _TYPE_NAMES = {str: "string", int: "whole number", float: "number", bool: "boolean (true/false)",

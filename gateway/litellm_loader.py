@@ -66,7 +66,9 @@ async def loaded() -> Any:
     """The litellm module for a caller on the event loop, which waits for the import thread if it must."""
     if _module is not None:
         return _module
-    return await asyncio.wrap_future(start_import())
+    # Shielded: a waiter that gives up (a client gone, a request deadline) must not cancel the
+    # one shared Future, which would leave every later request waiting on a cancelled import.
+    return await asyncio.shield(asyncio.wrap_future(start_import()))
 
 
 def _import_into(result: Future) -> None:

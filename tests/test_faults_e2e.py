@@ -18,10 +18,13 @@ CLAUDE = "anthropic/claude-sonnet-4-20250514"
 
 
 def fault_config(fake_url: str) -> str:
-    """No routes (so the requested model serves); short timeouts; one model on a dead port."""
+    """No routes (so the requested model serves); short timeouts; one model on a dead port.
+
+    The listener's `timeout` is the whole request's deadline, retries and failovers included.
+    """
     return f"""\
 listeners:
-  - {{type: model, name: model_listener, port: 12000, max_retries: 1}}
+  - {{type: model, name: model_listener, port: 12000, max_retries: 1, timeout: 3s}}
 model_providers:
   - model: openai/gpt-4o-mini
     access_key: $TEST_OPENAI_KEY
@@ -42,6 +45,15 @@ model_providers:
   - model: openai/dead-with-failover
     access_key: $TEST_OPENAI_KEY
     base_url: http://127.0.0.1:{free_port()}
+  - model: openai/hangs-then-falls-back
+    access_key: $TEST_OPENAI_KEY
+    base_url: {fake_url}
+    timeout: 2
+    fallbacks: [openai/hangs-too]
+  - model: openai/hangs-too
+    access_key: $TEST_OPENAI_KEY
+    base_url: {fake_url}
+    timeout: 2
 """
 
 
@@ -51,6 +63,10 @@ def gw(tmp_path_factory, fake_provider, forwarding_path):
 
     g = launch(fault_config(fake_provider.url), tmp_path_factory.mktemp("faults"), env=forwarding_path,
                args=("--log-level", "debug"))
+    # Answered requests first: litellm loads on first use, which takes seconds and would eat the 3 s deadline.
+    for _ in range(20):
+        if chat(g, "warm up").status_code == 200:
+            break
     yield g
     stop(g.proc)
 
@@ -104,6 +120,56 @@ def test_429_is_relayed_with_retry_after(gw):
     r = chat(gw, "hello FAULT:429")
     assert r.status_code == 429 and r.headers["retry-after"] == "7"
     assert r.json()["error"]["code"] == "upstream_rate_limited"
+
+
+def test_a_429_asking_for_more_than_the_deadline_leaves_is_not_retried_but_failed_over(gw, fake_provider):
+    r = chat(gw, "hello FAULT:429@gpt-4o", model="gpt-4o")  # Retry-After 7 s; the deadline is 3 s
+    assert r.status_code == 200
+    assert r.headers["x-router-failover"] == "openai/gpt-4o -> openai/gpt-4o-mini"
+    assert [q["body"]["model"] for q in fake_provider.requests()] == ["gpt-4o", "gpt-4o-mini"]
+
+
+def test_a_429_is_retried_after_the_time_its_retry_after_asks_for(gw, fake_provider):
+    started = time.monotonic()
+    r = chat(gw, "hello FAULT:429soon")  # Retry-After 1 s fits the 3 s deadline: wait, then retry
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    assert len(fake_provider.requests()) == 2
+    assert time.monotonic() - started >= 1.0
+
+
+def test_one_deadline_bounds_the_whole_failover_chain(gw, fake_provider):
+    started = time.monotonic()
+    r = chat(gw, "hello FAULT:hang", model="openai/hangs-then-falls-back")  # 2 s per try, two models
+    elapsed = time.monotonic() - started
+    assert r.status_code == 504
+    error = r.json()["error"]
+    assert error["code"] == "deadline_exceeded"
+    assert "3s" in error["message"] and "openai/hangs-then-falls-back, then openai/hangs-too" in error["message"]
+    assert 2.9 <= elapsed < 3.9  # the listener's 3 s, not the 4 s the two tries would take
+    assert [q["body"]["model"] for q in fake_provider.requests()] == ["hangs-then-falls-back", "hangs-too"]
+
+
+def sse_response(gw, content: str, model: str = "gpt-4o-mini") -> tuple[httpx.Response, list[str]]:
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", timeout=30,
+                      json={"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}) as r:
+        r.read()
+    return r, [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+
+
+def test_a_stream_request_answered_without_an_event_stream_is_retried_then_502(gw, fake_provider):
+    r, _ = sse_response(gw, "hello FAULT:notjson")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_bad_response"
+    assert len(fake_provider.requests()) == 2  # nothing had reached the client: retried like a 502
+
+
+def test_a_stream_request_answered_without_an_event_stream_fails_over(gw, fake_provider):
+    r, data = sse_response(gw, "hello FAULT:notjson@gpt-4o", model="gpt-4o")
+    assert r.status_code == 200 and r.headers["x-router-model"] == "openai/gpt-4o-mini"
+    assert data[-1] == "[DONE]"
+    text = "".join(json.loads(d)["choices"][0]["delta"].get("content") or "" for d in data[:-1]
+                   if json.loads(d)["choices"])
+    assert text.startswith("[gpt-4o-mini]")
 
 
 def test_non_json_body_from_provider_is_502(gw):

@@ -7,6 +7,7 @@ counted, who answered, and what error comes out when nobody does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from types import SimpleNamespace
@@ -41,7 +42,7 @@ def sleeps(monkeypatch) -> list[float]:
     async def sleep(seconds: float) -> None:
         asked.append(seconds)
 
-    monkeypatch.setattr(failover, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(failover, "asyncio", SimpleNamespace(sleep=sleep, timeout=asyncio.timeout))
     return asked
 
 
@@ -175,6 +176,26 @@ def test_a_rate_limited_provider_is_retried_and_its_429_is_what_the_client_gets(
     error = send_error(cfg, upstream, CLAUDE)
     assert upstream.calls == [CLAUDE, CLAUDE]
     assert error.status == 429 and error.headers == {"Retry-After": "30"}
+    assert sleeps == [30.0]  # the wait it asked for, which the 120 s default deadline allows
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured(sleeps):
+    from email.utils import formatdate
+
+    cfg = config(max_retries=1, claude={"fallbacks": []})
+    when = formatdate(time.time() + 20, usegmt=True)
+    upstream = ScriptedUpstream({CLAUDE: [fails(lambda m: upstream_failure(m, 429, "slow down", when))]})
+    send_error(cfg, upstream, CLAUDE)
+    assert len(sleeps) == 1 and 18 <= sleeps[0] <= 20
+
+
+def test_a_429_asking_for_more_than_the_deadline_leaves_goes_to_the_next_model_at_once(sleeps):
+    cfg = config(max_retries=2)
+    upstream = ScriptedUpstream({CLAUDE: [fails(lambda m: upstream_failure(m, 429, "slow down", "600"))],
+                                 MINI: [ok("the default answered")]})
+    answer = send(cfg, upstream, CLAUDE)
+    assert upstream.calls == [CLAUDE, MINI] and sleeps == []
+    assert answer.provider.model == MINI
 
 
 def test_a_provider_whose_key_is_not_set_is_skipped_without_calling_it(sleeps):

@@ -12,7 +12,8 @@ client disconnects.
 
 A marker in the last user message injects a fault, so end-to-end tests can
 provoke each failure for real (FAULT:<kind>@<model> only for that model):
-FAULT:500, FAULT:429, FAULT:hang, FAULT:notjson,
+FAULT:500, FAULT:429 (Retry-After: 7), FAULT:429soon (Retry-After: 1), FAULT:hang,
+FAULT:notjson (a 200 that is not JSON, even for a stream request),
 FAULT:midstream (stream stops after one chunk), FAULT:garbage (stream sends a
 non-JSON chunk), FAULT:slowstream (one chunk per 200 ms). When the request
 carries `tools`, each answer calls the next tool that has no result yet, so an
@@ -96,9 +97,9 @@ class FakeProvider:
             await asyncio.sleep(5)
         if fault == "500":
             return JSONResponse({"error": {"message": "fake upstream exploded", "type": "server_error"}}, 500)
-        if fault == "429":
+        if fault in ("429", "429soon"):  # soon: the provider asks for one second, not seven
             return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error"}}, 429,
-                                headers={"retry-after": "7"})
+                                headers={"retry-after": "1" if fault == "429soon" else "7"})
         if fault == "hang":
             await asyncio.sleep(3600)
         if fault == "notjson":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from email.utils import parsedate_to_datetime
 from typing import Callable
 
 from ..config import Config, Provider
@@ -16,6 +17,21 @@ from .relay import RelayUpstream
 from .translate import LitellmUpstream
 
 log = logging.getLogger("gateway.forwarding")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (a number of seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class Forwarder:
@@ -69,6 +85,7 @@ class Forwarder:
         tried: list[str] = []
         attempts = 0
         spent = 0.0  # time inside provider calls, failed ones included (backoff sleeps are ours)
+        deadline = time.monotonic() + self.config.request_timeout
         for i, candidate in enumerate(self.candidates(provider, route)):
             try:
                 sent = prepare(candidate, body) if prepare is not None else body
@@ -85,7 +102,7 @@ class Forwarder:
                 attempts += 1
                 started = time.perf_counter()
                 try:
-                    answer = await self._attempt(call)
+                    answer = await self._attempt(call, deadline, tried)
                 except UpstreamError as exc:
                     spent += time.perf_counter() - started
                     last = exc
@@ -96,10 +113,14 @@ class Forwarder:
                         raise
                     if exc.code in ("provider_key_missing", "upstream_timeout"):
                         break  # retrying cannot help (a hang is not a blip); the next candidate might
-                    if attempt < self.config.max_retries:
-                        if self.metrics is not None:
-                            self.metrics.retries.labels(candidate.model).inc()
-                        await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                    if attempt == self.config.max_retries:
+                        continue
+                    pause = self._pause(exc, attempt, deadline)
+                    if pause is None:
+                        break  # it asks for longer than the deadline leaves: the next candidate, if any
+                    if self.metrics is not None:
+                        self.metrics.retries.labels(candidate.model).inc()
+                    await asyncio.sleep(pause)
                     continue
                 elapsed = time.perf_counter() - started
                 answer.attempts = attempts
@@ -109,10 +130,26 @@ class Forwarder:
                         elapsed)
                 return answer
         assert last is not None
-        if len(tried) > 1:  # say everything that was tried, not only the last failure
+        if len(tried) > 1 and last.code != "deadline_exceeded":  # say everything that was tried
             last.reword(f"{last.message} (tried {', then '.join(tried)})")
         last.upstream_seconds = spent
         raise last
+
+    def _pause(self, error: UpstreamError, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before retrying after `error`, or None when the wait would outlast the deadline.
+
+        A 429's Retry-After is honoured; otherwise a short exponential backoff.
+        """
+        left = deadline - time.monotonic()
+        asked = _retry_after(error.headers.get("Retry-After")) if error.status == 429 else None
+        pause = asked if asked is not None else min(0.05 * 2**attempt, 1.0)
+        return pause if pause < left else None
+
+    def _past_deadline(self, tried: list[str]) -> UpstreamError:
+        return UpstreamError(
+            f"no provider answered within the request's deadline of {self.config.request_timeout:g}s "
+            f"(tried {', then '.join(tried)}); the deadline is the listener's `timeout` in the config",
+            status=504, transient=False, code="deadline_exceeded")
 
     @staticmethod
     def _check_key(provider: Provider) -> None:
@@ -122,13 +159,22 @@ class Forwarder:
                 f"{provider.access_key_source.lstrip('$')} before starting the gateway",
                 status=502, transient=True, code="provider_key_missing")
 
-    async def _attempt(self, call: Call) -> Answer:
+    async def _attempt(self, call: Call, deadline: float, tried: list[str]) -> Answer:
         provider = call.provider
         self._check_key(provider)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._past_deadline(tried)
+        bound = asyncio.timeout(left)
         try:
-            return await self.upstream(provider, call.wire).send(call)
+            async with bound:
+                return await self.upstream(provider, call.wire).send(call)
         except UpstreamError as exc:
             exc.reword(self.scrub(exc.message))
+            raise
+        except TimeoutError:
+            if bound.expired():
+                raise self._past_deadline(tried) from None
             raise
 
     async def count_tokens(self, provider: Provider, wire: Wire, body: dict, headers: dict[str, str]) -> int:

@@ -145,23 +145,28 @@ async def _events(answer: Answer, wire: Wire, response: aiohttp.ClientResponse) 
     """Checked SSE events from the response, ending with the format's last event or an error event.
 
     Events that arrive in one network read are yielded together, so a burst of
-    small chunks costs one write to the client, not one per chunk.
+    small chunks costs one write to the client, not one per chunk. Until the
+    first event has been yielded nothing has reached the client, so a failure
+    then (an answer that is no event stream, an error as the first event) is
+    raised as an UpstreamError, which the failover loop may retry.
     """
     model = answer.provider.model
     usage = answer.usage if answer.usage is not None else {}
     buffer = b""
-    done = broken = False
+    started = done = broken = False
     try:
         async for piece in response.content.iter_any():
             buffer += piece.replace(b"\r\n", b"\n") if b"\r" in piece else piece
             if b"\n\n" not in buffer:
+                if not started and len(buffer) > _FIRST_EVENT_LIMIT:
+                    raise _not_a_stream(answer, response, buffer)
                 continue
             *events, buffer = buffer.split(b"\n\n")
             out = []
             for event in events:
                 data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
                 if not data:
-                    if event.startswith(b":"):
+                    if event.startswith(b":") and started:
                         out.append(event + b"\n\n")  # a keep-alive comment: the client's idle timers want it too
                     continue
                 if data == b"[DONE]":
@@ -173,10 +178,14 @@ async def _events(answer: Answer, wire: Wire, response: aiohttp.ClientResponse) 
                 try:
                     parsed = json.loads(data)
                 except ValueError:
+                    if not (started or out):
+                        raise _not_a_stream(answer, response, event) from None
                     out.append(wire.error_event("stream_interrupted",
                                                 f"provider {model} sent an unreadable stream event"))
                     broken = True
                     break
+                if isinstance(parsed, dict) and wire.failed(parsed) and not (started or out):
+                    raise upstream_failure(model, 502, _error_text(parsed))
                 out.append(event + b"\n\n")
                 if isinstance(parsed, dict):
                     found = wire.usage(parsed)
@@ -189,13 +198,18 @@ async def _events(answer: Answer, wire: Wire, response: aiohttp.ClientResponse) 
                         done = True
                         break
             if out:
+                started = True
                 yield b"".join(out)
             if done or broken:
                 break
         else:
+            if not started:
+                raise _not_a_stream(answer, response, buffer)
             yield wire.error_event("stream_interrupted", f"provider {model} closed the stream before it finished")
             broken = True
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        if not started:
+            raise
         yield wire.error_event("stream_interrupted", f"provider {model} stream failed: {type(exc).__name__}")
         broken = True
     finally:
@@ -205,6 +219,23 @@ async def _events(answer: Answer, wire: Wire, response: aiohttp.ClientResponse) 
             response.release()  # back to the keep-alive pool
         else:
             response.close()  # cancelled or broken: drop the connection, so the provider stops too
+
+
+_FIRST_EVENT_LIMIT = 1 << 20  # bytes without one event boundary: whatever this is, it is not an event stream
+
+
+def _not_a_stream(answer: Answer, response: aiohttp.ClientResponse, start: bytes) -> UpstreamError:
+    kind = response.headers.get("content-type", "no content type")
+    return upstream_bad_response(answer.provider.model, f"answered a stream request with something that is not an "
+                                                        f"event stream ({kind}: {start[:60]!r})")
+
+
+def _error_text(event: dict[str, Any]) -> str:
+    """The message of an in-band error event, whichever format's shape it has."""
+    error = event.get("error") or (event.get("response") or {}).get("error") or event
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or error)[:300]
+    return str(error)[:300]
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

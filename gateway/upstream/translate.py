@@ -20,7 +20,7 @@ import logging
 import re
 from typing import Any, AsyncIterator
 
-from ..config import Provider
+from ..config import DEFAULT_MAX_TOKENS, Provider
 from ..errors import UpstreamError, upstream_bad_response, upstream_failure, upstream_timeout, upstream_unreachable
 from ..litellm_loader import litellm, loaded
 from . import Answer, Call, Wire
@@ -45,7 +45,7 @@ MESSAGES_FIELDS = {"max_tokens", "messages", "metadata", "stop_sequences", "syst
 RESPONSES_FIELDS = {"input", "instructions", "tools", "tool_choice", "temperature", "top_p", "max_output_tokens",
                     "parallel_tool_calls", "text", "reasoning", "metadata", "user", "truncation", "include",
                     "store"}
-LITELLM_DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; a Responses request may not carry one
+LITELLM_DEFAULT_MAX_TOKENS = DEFAULT_MAX_TOKENS  # a provider's max_tokens_default unless its config says otherwise
 
 
 def litellm_model(provider: Provider) -> str:
@@ -112,7 +112,7 @@ class LitellmUpstream:
                 if not stream:
                     completion = completion_body(result)
                     return Answer(provider, body=_dumps(completion), usage=wire.usage(completion))
-                events: AsyncIterator[bytes] = _chat_events(result)
+                events: AsyncIterator[bytes] = _chat_events(provider, result)
             elif wire.name == "messages":
                 result = _answered(provider, await litellm().anthropic_messages(**_messages_kwargs(call.body, kwargs)))
                 if not stream:
@@ -167,6 +167,11 @@ def _chat_kwargs(provider: Provider, body: dict[str, Any], base: dict[str, Any])
             extra_body[key] = value
     if extra_body and provider.speaks_openai:
         kwargs["extra_body"] = extra_body
+    limit = provider.max_tokens_default
+    if limit is not None and "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
+        # Else litellm sends Anthropic the model's whole context size (128000 for a model its map lacks),
+        # which the real API refuses for a model with a smaller output limit.
+        kwargs["max_tokens"] = limit
     return kwargs
 
 
@@ -182,8 +187,8 @@ def _responses_kwargs(provider: Provider, body: dict[str, Any], base: dict[str, 
     kwargs["store"] = False  # nothing is kept on a bridged path; the client sends the whole input
     if provider.speaks_openai:
         kwargs["use_chat_completions_api"] = True  # this provider has no /responses of its own
-    if provider.provider == "anthropic":
-        kwargs.setdefault("max_output_tokens", LITELLM_DEFAULT_MAX_TOKENS)
+    if provider.max_tokens_default is not None:
+        kwargs.setdefault("max_output_tokens", provider.max_tokens_default)
     return kwargs
 
 
@@ -244,13 +249,43 @@ def _event_data(event: bytes) -> list[dict[str, Any]]:
     return out
 
 
-async def _chat_events(result: Any) -> AsyncIterator[bytes]:
-    sent = False
+async def _chat_events(provider: Provider, result: Any) -> AsyncIterator[bytes]:
+    """Chat chunks as SSE events; chunks that say nothing yet are held back until one does.
+
+    Until then nothing has reached the client, so a stream that ends having
+    said nothing (what litellm makes of a 200 that was no event stream) is
+    raised as the provider failure it is, and the failover loop may retry it.
+    """
+    held: list[bytes] = []
     async for chunk in result:
-        sent = True
-        yield _event(chunk_body(chunk))
-    if sent:  # an empty stream ends with nothing, so the caller reports it as the failure it is
-        yield b"data: [DONE]\n\n"
+        body = chunk_body(chunk)
+        if held is not None:
+            held.append(_event(body))
+            if not _says_something(body):
+                continue
+            body_bytes, held = b"".join(held), None
+            yield body_bytes
+            continue
+        yield _event(body)
+    if held is not None:
+        if not held:
+            raise UpstreamError(f"provider {provider.model} closed the stream without sending anything")
+        raise upstream_bad_response(provider.model, "answered a stream request with a stream that carried no "
+                                                    "content, tool call or usage (was it an event stream?)")
+    yield b"data: [DONE]\n\n"
+
+
+def _says_something(chunk: dict[str, Any]) -> bool:
+    """Whether a chat chunk carries anything a client would see (a role alone does not count)."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk["choices"]:
+        delta = choice["delta"]
+        if delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            return True
+        if choice.get("finish_reason") in ("length", "content_filter", "tool_calls"):
+            return True  # an answer cut short or filtered may rightly carry nothing
+    return False
 
 
 async def _byte_events(result: Any) -> AsyncIterator[bytes]:
@@ -328,12 +363,20 @@ def _event(value: Any) -> bytes:
     return b"data: " + _dumps(value) + b"\n\n"
 
 
+# What litellm adds to a provider's error for its own users: which exception to catch, its retry
+# counts, its docs and colours. A gateway client can act on none of it.
+_LITELLM_ADVICE = re.compile(r"\.? ?Handle with `litellm\.\w+`\.?|,? ?LiteLLM (?:Retried: \d+ times|Max Retries: \d+)"
+                             r"|\s*(?:Received Model Group|Available Model Group Fallbacks)=.*$"
+                             r"|\s*Learn more: https?://docs\.litellm\.ai\S*|\x1b\[[0-9;]*m")
+
+
 def _short_message(exc: Exception) -> str:
-    """The first line of a litellm error without its wrappers' names ("litellm.APIConnectionError: ...")."""
-    text = str(exc).split("\n")[0]
+    """The first line of a litellm error without its wrappers' names ("litellm.APIConnectionError: ...")
+    and without litellm's advice to its own users ("Handle with `litellm.InternalServerError`")."""
+    text = _LITELLM_ADVICE.sub("", str(exc).split("\n")[0]).strip()
     while True:
         shorter = re.sub(r"^(litellm\.)?\w+(Error|Exception): ", "", text)
-        shorter = re.sub(r"^\w+Exception - ", "", shorter)
+        shorter = re.sub(r"^\w+(Exception|Error) - ", "", shorter)  # "AnthropicException - ", "AnthropicError - "
         if shorter == text:
             return text[:300]
         text = shorter
