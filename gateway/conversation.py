@@ -53,6 +53,45 @@ def user_turns(messages: list[dict[str, Any]], max_turns: int = 3) -> list[str]:
     return out
 
 
+# A request longer than this is a question with something pasted around it (a log, a file, a page);
+# the router reads the paragraph that asks, at most this many characters of it.
+REQUEST_CHARS = 600
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _wordiness(paragraph: str) -> float:
+    """The share of a paragraph that is letters and spaces: high for a sentence, low for logs, code or data."""
+    sample = paragraph[:REQUEST_CHARS]
+    return sum(1 for c in sample if c.isalpha() or c == " ") / max(len(sample), 1)
+
+
+def request_text(text: str) -> str:
+    """The part of a user message that asks for something, bounded in size.
+
+    A short message is all request. A long one is usually a question before or
+    after a paste; its first and last paragraphs are the candidates, and the
+    one that reads more like a sentence wins (the first on a tie).
+    """
+    text = text.strip()
+    if len(text) <= REQUEST_CHARS:
+        return text
+    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+    first, last = paragraphs[0], paragraphs[-1]
+    chosen = last if _wordiness(last) > _wordiness(first) + 0.05 else first
+    return chosen[:REQUEST_CHARS]
+
+
+def latest_request(messages: list[dict[str, Any]]) -> tuple[str, str]:
+    """What the user asks for now and what they asked for in the turn before ("" when absent).
+
+    Only user turns count: tool results, tool-call arguments, assistant text
+    and the system prompt never stand in for the user's request.
+    """
+    turns = user_turns(messages, max_turns=2)
+    requests = [request_text(t) for t in turns] + ["", ""]
+    return requests[0], requests[1]
+
+
 def recent_turns(messages: list[dict[str, Any]], max_chars: int) -> list[dict[str, str]]:
     """User and assistant turns, oldest first, keeping the latest ones within `max_chars`."""
     kept: list[dict[str, str]] = []

