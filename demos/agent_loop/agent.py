@@ -6,9 +6,9 @@
 The agent has four tools and works through them one model call at a time, as
 agent loops do. It uses the SDK's default model class, which speaks OpenAI's
 Responses API (`POST /v1/responses`). Every call carries the same X-Session-Id, so the gateway pins
-the whole run to the model its first step was routed to. An httpx response
-hook records the X-Router-* headers of each call, and the script prints which
-model served every step.
+the whole run to the model its first step was routed to. A response hook on
+the SDK's own HTTP client records the X-Router-* headers of each call, and the
+script prints which model served every step.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import os
 import sys
 import uuid
 
-import httpx
+from typing import Any
+
 from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 GATEWAY_URL = os.environ.get("GATEWAY_URL", "http://127.0.0.1:12000").rstrip("/")
 
@@ -53,7 +54,7 @@ async def main() -> int:
     set_tracing_disabled(True)  # the SDK would otherwise upload traces to OpenAI
     steps: list[tuple[str, str, str]] = []
 
-    async def record(response: httpx.Response) -> None:
+    async def record(response: Any) -> None:  # an httpx (openai 1-2) or httpx2 (openai 3) response
         if response.request.url.path.endswith("/responses"):
             h = response.headers
             steps.append((h.get("x-router-model", "?"), h.get("x-router-route", "?"), h.get("x-router-pinned", "?")))
@@ -61,7 +62,8 @@ async def main() -> int:
     session_id = f"agent-{uuid.uuid4()}"
     client = AsyncOpenAI(
         base_url=f"{GATEWAY_URL}/v1", api_key="not-used", default_headers={"X-Session-Id": session_id},
-        http_client=httpx.AsyncClient(event_hooks={"response": [record]}, timeout=120),
+        # The SDK's own client class: whichever HTTP package this openai version is built on.
+        http_client=DefaultAsyncHttpxClient(event_hooks={"response": [record]}, timeout=120),
     )
     set_default_openai_client(client, use_for_tracing=False)
     agent = Agent(
