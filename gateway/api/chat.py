@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.responses import Response
 
 from .. import validation
+from ..config import Provider
 from ..conversation import opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest
@@ -79,10 +80,106 @@ class ChatWire:
         return b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
+# Content part types litellm can translate for a provider of another format (Anthropic, Gemini, ...).
+# An OpenAI-format provider gets the parts as they are, so its own extensions (video_url, ...) still work.
+TRANSLATABLE_PARTS = {"text", "image_url", "input_audio", "file"}
+
+
+def check_chat_fields(body: dict[str, Any]) -> None:
+    """BadRequest for an optional field whose shape no provider accepts.
+
+    The relay would get the provider's own 400 for these, but litellm raises
+    deep inside on them, which looks like a provider failure; checked here,
+    they are the client's error on every path, before anything is retried,
+    failed over or re-pinned.
+    """
+    metadata = body.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise BadRequest("`metadata` must be an object of string values, e.g. {\"run\": \"42\"}", param="metadata")
+    options = body.get("stream_options")
+    if options is not None and not (isinstance(options, dict)
+                                    and isinstance(options.get("include_usage", False), bool)):
+        raise BadRequest("`stream_options` must be an object such as {\"include_usage\": true}",
+                         param="stream_options")
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise BadRequest(f"`{name}` must be a number, got {_kind(value)}", param=name)
+    for name in ("max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or (value < 1 and name in ("max_tokens", "max_completion_tokens", "n"))):
+            raise BadRequest(f"`{name}` must be a whole number" + (" of at least 1" if name != "seed" else "")
+                             + f", got {value!r}", param=name)
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list)
+                                                            and all(isinstance(s, str) for s in stop))):
+        raise BadRequest("`stop` must be a string or a list of strings", param="stop")
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, (str, dict)):
+        raise BadRequest("`tool_choice` must be \"auto\", \"none\", \"required\" or an object naming a tool",
+                         param="tool_choice")
+    response_format = body.get("response_format")
+    if response_format is not None and not (isinstance(response_format, dict)
+                                            and isinstance(response_format.get("type"), str)):
+        raise BadRequest("`response_format` must be an object with a `type`, e.g. {\"type\": \"json_object\"}",
+                         param="response_format")
+    _check_tools(body.get("tools"))
+    for i, message in enumerate(body["messages"]):
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                _check_part(part, f"messages[{i}].content[{j}]")
+
+
+def _check_tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise BadRequest(f"`tools` must be a list of tool objects, got {_kind(tools)}", param="tools")
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise BadRequest(f"tools[{i}] must be an object with a `type`", param=f"tools[{i}]")
+        function = tool.get("function")
+        if tool["type"] == "function" and not (isinstance(function, dict) and isinstance(function.get("name"), str)):
+            raise BadRequest(f"tools[{i}] is a function tool: it needs `function: {{name, parameters}}`",
+                             param=f"tools[{i}]")
+
+
+def _check_part(part: dict[str, Any], where: str) -> None:
+    """The members the common content part types need (`type` itself was checked with the message)."""
+    kind = part["type"]
+    if kind == "text" and not isinstance(part.get("text"), str):
+        raise BadRequest(f"{where} is a text part: it needs a `text` string", param=where)
+    if kind == "image_url":
+        image = part.get("image_url")
+        if not (isinstance(image, str) or (isinstance(image, dict) and isinstance(image.get("url"), str))):
+            raise BadRequest(f"{where} is an image_url part: it needs `image_url: {{url}}`", param=where)
+
+
+def _kind(value: Any) -> str:
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else repr(value)
+
+
 class ChatSurface(flow.SurfaceDefaults):
     wire = ChatWire()
     forward_path = FORWARD
     decision_path = DECISION
+
+    def check_forward(self, body: dict[str, Any]) -> None:
+        check_chat_fields(body)
+
+    def before_forward(self, request: Request, body: dict[str, Any], provider: Provider) -> dict[str, Any]:
+        if not provider.speaks_openai:  # litellm translates: only the part types it knows
+            for i, message in enumerate(body["messages"]):
+                content = message.get("content")
+                for j, part in enumerate(content if isinstance(content, list) else ()):
+                    if part["type"] not in TRANSLATABLE_PARTS:
+                        where = f"messages[{i}].content[{j}]"
+                        raise BadRequest(f"{where} has type {part['type']!r}, which cannot be translated for "
+                                         f"{provider.model}; use one of: {', '.join(sorted(TRANSLATABLE_PARTS))}",
+                                         param=where)
+        return body
 
     def ask(self, body: dict[str, Any]) -> Ask:
         check_chat_body(body)
