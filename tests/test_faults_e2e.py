@@ -188,6 +188,21 @@ def test_stream_broken_midway_ends_with_an_sse_error_event_and_no_retry(gw, fake
     assert len(fake_provider.requests()) == 1  # bytes had reached the client: no retry
 
 
+def test_an_error_event_arriving_with_a_chunk_ends_the_stream_and_is_logged_as_interrupted(gw, fake_provider):
+    sid = f"errorevent-{uuid.uuid4()}"
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", timeout=30, headers={"X-Session-Id": sid},
+                      json={"model": "gpt-4o-mini", "stream": True, "messages": [
+                          {"role": "user", "content": "one two three four five six FAULT:errorevent"}]}) as r:
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert r.status_code == 200
+    assert json.loads(data[0])["object"] == "chat.completion.chunk"
+    assert "error" in json.loads(data[-1]) and "[DONE]" not in data
+    deadline = time.monotonic() + 5
+    while not (lines := [x for x in gw.output().splitlines() if sid in x]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(lines) == 1 and "stream_interrupted" in lines[0], lines
+
+
 def test_openai_sdk_raises_on_a_broken_stream(gw):
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
     stream = client.chat.completions.create(model="gpt-4o-mini", stream=True,

@@ -224,6 +224,18 @@ def test_errors_are_scrubbed_of_every_configured_providers_key(sleeps):
     assert error.message.count("***") == len(keys)
 
 
+def test_the_failover_log_line_carries_no_provider_key(sleeps, caplog):
+    cfg = config(max_retries=0)
+    keys = [p.access_key for p in cfg.providers]
+    upstream = ScriptedUpstream({CLAUDE: [fails(lambda m: upstream_failure(m, 503, f"down; keys {' '.join(keys)}"))],
+                                 MINI: [ok("the default answered")]})
+    with caplog.at_level("WARNING", logger="gateway.forwarding"):
+        send(cfg, upstream, CLAUDE)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "failing over from" in logged and "***" in logged
+    assert not any(key in logged for key in keys)
+
+
 def test_the_first_upstream_that_speaks_the_wire_carries_the_call(sleeps):
     cfg = config(max_retries=0)
     chat_only = ScriptedUpstream({CLAUDE: [ok("chat upstream")]}, wires=("chat",))

@@ -14,7 +14,8 @@ A marker in the last user message injects a fault, so end-to-end tests can
 provoke each failure for real (FAULT:<kind>@<model> only for that model):
 FAULT:500, FAULT:429 (Retry-After: 7), FAULT:429soon (Retry-After: 1), FAULT:hang,
 FAULT:notjson (a 200 that is not JSON, even for a stream request),
-FAULT:midstream (stream stops after one chunk), FAULT:garbage (stream sends a
+FAULT:midstream (stream stops after one chunk), FAULT:errorevent (chat: a chunk and an
+in-band error event in one write), FAULT:garbage (stream sends a
 non-JSON chunk), FAULT:slowstream (one chunk per 200 ms). When the request
 carries `tools`, each answer calls the next tool that has no result yet, so an
 agent loop runs one step per tool before the final answer.
@@ -172,6 +173,10 @@ class FakeProvider:
                         return  # connection closes without [DONE]
                     if fault == "garbage" and i == 1:
                         yield b"data: {this is not json\n\n"
+                        return
+                    if fault == "errorevent" and i == 1:  # a chunk and an error event in one write
+                        yield chunk({"content": piece}) + b'data: {"error": {"message": "fake overload", ' \
+                                                          b'"type": "server_error"}}\n\n'
                         return
                     if fault == "slowstream":
                         await asyncio.sleep(0.2)
