@@ -65,7 +65,9 @@ def describe(config: Config) -> list[str]:
     lines.append(f"router: {router}")
     store = routing.session_cache.type
     if store == "redis":
-        store += f" at {routing.session_cache.url}"
+        from .redis_pins import parse_url
+
+        store = parse_url(routing.session_cache.url or "").describe()  # server, Sentinel or Cluster; no password
     lines.append(f"pins: {store}, ttl {routing.session_ttl_seconds}s sliding, at most {routing.session_max_entries}")
     sources = ", ".join(s.label for s in routing.session_key_sources) or "none"
     lines.append(f"session ids from: {sources}" + ("; else the conversation's opening" if routing.implicit_sessions else ""))

@@ -86,11 +86,19 @@ class Cluster:
     def primary_of_key(self, key: str) -> int:
         """The port of the live primary serving `key`'s slot."""
         any_live = next(p for p in self.ports if self.procs[p].poll() is None)
-        slot = self.client(any_live).cluster_keyslot(key)
+        slot = self.client(any_live).execute_command("CLUSTER", "KEYSLOT", key)
         for start, end, primary, *_ in self.client(any_live).execute_command("CLUSTER SLOTS"):
             if start <= slot <= end:
                 return int(primary[1])
         raise LookupError(f"no node serves slot {slot}")
+
+    def replicas_in_sync(self) -> bool:
+        links = [self.client(p).info("replication") for p in self.ports if self.procs[p].poll() is None]
+        return all(i.get("master_link_status") == "up" for i in links if i["role"] == "slave")
+
+    def info(self, port: int) -> dict[str, str]:
+        text = self.client(port).execute_command("CLUSTER", "INFO")
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
     def kill(self, port: int) -> None:
         self.procs[port].kill()
@@ -109,8 +117,11 @@ def redis_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, node_tim
             node_dir.mkdir()
             cluster.procs[port] = _start(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), *NO_DISK,
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", str(node_timeout_ms)], node_dir, "redis")
+                 # the bus port would default to port + 10000, past 65535 for a high spare port
+                 "--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", str(node_timeout_ms),
+                 # replicas sync at once (not after the default 5 s delay) and may always take over
+                 "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"], node_dir, "redis")
         for port in ports:
             wait_until(lambda: port_open(port), f"cluster node on {port}")
         created = subprocess.run(
@@ -121,11 +132,12 @@ def redis_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, node_tim
             raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
 
         def settled() -> bool:
-            infos = [cluster.client(p).cluster_info() for p in ports]
+            infos = [cluster.info(p) for p in ports]
             return all(i["cluster_state"] == "ok" and int(i["cluster_known_nodes"]) == len(ports) for i in infos)
 
         wait_until(settled, "the cluster to agree on its state", every=0.1)
         wait_until(lambda: len(cluster.primaries()) == primaries, "replicas to attach", every=0.1)
+        wait_until(cluster.replicas_in_sync, "replicas to finish their first sync", every=0.1)
         yield cluster
     finally:
         _stop(list(cluster.procs.values()))
@@ -148,7 +160,8 @@ def redis_sentinel(workdir: Path, service: str = "pins") -> Iterator[Sentinel]:
     primary, replica, sentinel = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen] = []
     try:
-        for port, extra in ((primary, ()), (replica, ("--replicaof", "127.0.0.1", str(primary)))):
+        for port, extra in ((primary, ("--repl-diskless-sync-delay", "0")),
+                            (replica, ("--replicaof", "127.0.0.1", str(primary)))):
             node_dir = workdir / str(port)
             node_dir.mkdir()
             procs.append(_start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
