@@ -673,13 +673,6 @@ class _Validator:
                     parse_url(url)
                 except ValueError as exc:
                     self.fail(f"{where}.url", str(exc))
-            if kind == "redis" and url:
-                from .redis_pins import parse_url  # a server, Sentinel or Cluster URL
-
-                try:
-                    parse_url(url)
-                except ValueError as exc:
-                    self.fail(f"{where}.url", str(exc))
             cache = SessionCache(type=kind, url=url, tenant_header=self._typed(raw_cache, "tenant_header", where, str))
         router_model = self._typed(raw, "model", "routing", str)
         llm_provider = self._typed(raw, "llm_provider", "routing", str)
