@@ -1,12 +1,14 @@
 # The gateway as a container: one process, non-root, config at /etc/gateway/config.yaml.
 #
 #   docker build -t pinning-gateway .
-#   docker run --rm -p 12000:12000 -e GATEWAY_KEY=... -e OPENAI_API_KEY=... pinning-gateway
+#   docker run --rm -p 12000:12000 --stop-timeout 30 -e GATEWAY_KEY=... -e OPENAI_API_KEY=... pinning-gateway
 #
 # The baked-in config (deploy/config.yaml) requires gateway keys: the container
 # listens on 0.0.0.0 and refuses to start without GATEWAY_KEY. Mount your own
-# config over /etc/gateway/config.yaml (or a directory over /etc/gateway); to run
-# without keys on a trusted network, append --allow-unauthenticated to the command.
+# config as a directory over /etc/gateway. Behind something that authenticates
+# clients, a config without `auth` runs with the command
+# `up --host 0.0.0.0 --port 12000 --allow-unauthenticated`.
+# --stop-timeout: Docker's default 10 s would cut streams the 25 s drain lets finish.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -16,7 +18,8 @@ COPY gateway ./gateway
 RUN /opt/gateway/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --user-group --home-dir /home/gateway --create-home gateway
+RUN groupadd --system --gid 10001 gateway \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/gateway --create-home gateway
 COPY --from=build /opt/gateway /opt/gateway
 COPY deploy/config.yaml /etc/gateway/config.yaml
 ENV PATH=/opt/gateway/bin:$PATH \
