@@ -127,6 +127,30 @@ class InFlight:
             self.gauge.dec()
 
 
+class AnswerUnexpected:
+    """ASGI middleware answering an exception no handler took with a 500 in the path's API shape.
+
+    Starlette's own handler for `Exception` answers too, but then re-raises,
+    so the server logs the same traceback a second time and the request twice.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            response = await on_unexpected(Request(scope), exc)
+            try:
+                await response(scope, receive, send)
+            except RuntimeError:  # the answer had already started: the server closes the connection
+                raise exc from None
+
+
 def _answer_error(request: Request, error: GatewayError) -> Response:
     """`error` in the request's API shape, counted and logged like any other answer."""
     record = getattr(request.state, "record", None)
@@ -193,8 +217,8 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
         title="pinning-gateway", version=__version__, lifespan=lifespan,
         description="An OpenAI-, Anthropic- and Responses-compatible LLM gateway that routes each request by "
                     "intent and pins agent sessions to one model.",
-        middleware=[Middleware(InFlight, gauge=gw.metrics.in_flight)],
-        exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_error, Exception: on_unexpected},
+        middleware=[Middleware(InFlight, gauge=gw.metrics.in_flight), Middleware(AnswerUnexpected)],
+        exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_error},
         # The gateway's own spans (`--otel`, tracing.py) cover every route, plain ones included;
         # FastAPI's would duplicate them and cost a provider lookup on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},

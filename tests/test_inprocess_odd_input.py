@@ -123,3 +123,29 @@ def test_surrogate_pairs_escaped_whole_and_nesting_within_the_limit_are_accepted
                                     ("/routing/v1/messages", body_for("/v1/messages", extra=deep)),
                                     ("/routing/v1/responses", body_for("/v1/responses", text='"\\\\ud800"'))])
     assert [r.status_code for r in responses] == [200, 200, 200], [r.text[:200] for r in responses]
+
+
+def test_an_unexpected_error_is_one_500_counted_and_logged_once_and_does_not_escape_to_the_server(caplog):
+    gateway = Recorded()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the gateway")
+
+    gateway.app.state.gateway.decider.decide = broken
+
+    async def go():
+        # raise_app_exceptions=True (the default): an exception leaving the app is what the server
+        # logs a second time ("Exception in ASGI application") after the handler already answered.
+        transport = httpx.ASGITransport(app=gateway.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            response = await client.post("/v1/messages", content=body_for("/v1/messages"))
+            return response, (await client.get("/metrics")).text
+
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        response, metrics = run(go())
+    assert response.status_code == 500
+    assert response.json()["type"] == "error"  # Anthropic's shape on /v1/messages
+    assert "internal gateway error" in response.json()["error"]["message"]
+    assert counted(metrics, "/v1/messages", "500") == 1
+    assert [r.fields["status"] for r in caplog.records if r.name == "gateway.request"] == [500]
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
