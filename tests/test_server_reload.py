@@ -92,3 +92,37 @@ def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_ke
     assert fixed.returncode == 0, fixed.stderr
     assert f"reloaded {path}" in fixed.stdout and NEW_MODEL in fixed.stdout
     assert NEW_MODEL in models(gw)
+
+
+def worker_pids(gw: RunningGateway, answers: int = 12) -> set[int]:
+    """The worker pids that answered `answers` fresh connections (each may land on any worker)."""
+    return {httpx.get(f"{gw.url}/healthz", headers={"Connection": "close"}, timeout=5).json()["pid"]
+            for _ in range(answers)}
+
+
+def test_sighup_to_the_supervisor_replaces_workers_with_a_valid_config_only(start_gateway, fake_provider):
+    routing = "routing:\n  session_cache:\n    type: redis\n    url: redis://127.0.0.1:6379/13\n"
+    gw = start_gateway(provider_config(fake_provider.url, routing=routing), args=("--workers", "2"))
+    session = f"workers-reload-{time.time_ns()}"
+    assert gw.decide(CODE_PROMPT, session=session).json()["model"] == CLAUDE
+    old = worker_pids(gw)
+
+    path = config_file(gw)
+    path.write_text(provider_config(fake_provider.url) + "  - model: openai/x\n    colour: red\n" + routing)
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused: the workers keep serving the previous config" not in gw.output():
+        assert time.monotonic() < deadline, gw.output()
+        time.sleep(0.1)
+    assert "colour: unknown field" in gw.output()
+    assert worker_pids(gw) <= old  # no worker was replaced
+
+    path.write_text(without_gpt_4o_with_a_new_model(fake_provider.url) + routing)
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 90
+    while worker_pids(gw) & old:  # until every answer comes from a new worker
+        assert gw.proc.poll() is None and time.monotonic() < deadline, gw.output()
+        time.sleep(0.2)
+    assert NEW_MODEL in models(gw)
+    kept = gw.decide(REASONING_PROMPT, session=session).json()
+    assert (kept["model"], kept["pinned"]) == (CLAUDE, True)  # pins are in Redis: new workers see them
