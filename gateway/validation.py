@@ -54,7 +54,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
 
 def _parse(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -69,6 +69,9 @@ def _parse(text: str) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise BadRequest(f"request body is not valid JSON: {name} is not a JSON number; send null or a finite number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one, as json.loads keeps for its defaults
 
 
 def _digits(exc: ValueError) -> str:
