@@ -419,7 +419,7 @@ def uvicorn_config(app: Any, listen: Listen, **kwargs: Any) -> uvicorn.Config:
     config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning", access_log=False,
                             http="gateway.server:LimitedHttpProtocol",
                             timeout_keep_alive=listen.limits.keep_alive_timeout,  # type: ignore[arg-type]
-                            timeout_graceful_shutdown=int(listen.drain_timeout) + 1, **kwargs)
+                            **kwargs)
     config.gateway_limits = listen.limits  # type: ignore[attr-defined]  # read by LimitedHttpProtocol
     return config
 
