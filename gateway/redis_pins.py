@@ -177,6 +177,19 @@ def legacy_key(key: str) -> str:
     return KEY_PREFIX + key
 
 
+@dataclass
+class _Health:
+    """What the store knows of one Redis node's outage."""
+
+    down_since: float | None = None
+    next_try: float = 0.0  # when one request may probe it again
+    probing: bool = False
+
+
+def _node_label(node: str) -> str:
+    return f" node {node}" if node else ""
+
+
 class RedisPinStore:
     """Pins shared through Redis, first writer wins, TTL sliding on every read."""
 
@@ -192,31 +205,43 @@ class RedisPinStore:
         # The bounded wait for a connection: redis-py's pools either raise at once when full or
         # (Sentinel's, a cluster's per-node pools) cannot wait, so the gateway holds the slots itself.
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
-        self._down_since: float | None = None
-        self._next_try = 0.0
-        self._probing = False
+        # Outage state per node: in a Cluster one failed primary leaves the others' sessions pinned.
+        self._health: dict[str, _Health] = {}
 
     async def _call(self, command: str, *args: Any) -> Any:
         """Run one Redis command, failing fast while an outage is known; one probe at a time after it."""
+        node = self._node_of(args)
+        health = self._health.setdefault(node, _Health())
         probe = False
-        if self._down_since is not None:
-            if time.monotonic() < self._next_try or self._probing:
+        if health.down_since is not None:
+            if time.monotonic() < health.next_try or health.probing:
                 raise PinStoreUnavailable("redis is unreachable (retrying shortly)")
-            self._probing = probe = True
+            health.probing = probe = True
         try:
             result = await self._bounded(command, *args)
         except PinStoreBusy:
             raise
         except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, TimeoutError) as exc:
-            self._failed(exc)
+            self._failed(health, node, exc)
             raise PinStoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
         finally:
             if probe:
-                self._probing = False
-        if self._down_since is not None:
-            log.warning("redis pin store back after %.1fs; pins resume", time.monotonic() - self._down_since)
-            self._down_since = None
+                health.probing = False
+        if health.down_since is not None:
+            log.warning("redis pin store%s back after %.1fs; pins resume", _node_label(node),
+                        time.monotonic() - health.down_since)
+            health.down_since = None
         return result
+
+    def _node_of(self, args: tuple[Any, ...]) -> str:
+        """Whose health governs a call: the key's primary in a Cluster, else the one server ("")."""
+        if self.target.mode != "cluster" or not args:
+            return ""
+        try:
+            node = self._redis.get_node_from_key(args[0])
+        except Exception:  # the slots are not known yet (before the first call) or not covered
+            return ""
+        return node.name if node is not None else ""
 
     async def _bounded(self, command: str, *args: Any) -> Any:
         try:
@@ -226,19 +251,28 @@ class RedisPinStore:
             log.debug("all %d redis connections busy for %.0f ms; this request goes unpinned",
                       MAX_CONNECTIONS, OP_TIMEOUT * 1000)
             raise PinStoreBusy("all redis connections stayed busy") from None
-        try:
-            async with time_limit(CALL_LIMIT):
-                return await getattr(self._redis, command)(*args)
-        finally:
-            self._slots.release()
+        # The call runs as its own task and is waited for, not cancelled, at the limit: cancelling
+        # inside redis-py's Cluster client mid-redirect can leave it stuck on a stale slot map.
+        call = asyncio.ensure_future(getattr(self._redis, command)(*args))
+        call.add_done_callback(self._finished)
+        done, _ = await asyncio.wait((call,), timeout=CALL_LIMIT)
+        if not done:
+            raise TimeoutError(f"no answer within {CALL_LIMIT * 1000:.0f} ms")
+        return call.result()
 
-    def _failed(self, exc: BaseException) -> None:
+    def _finished(self, call: asyncio.Future) -> None:
+        """The connection slot frees when the call really ends, even after its caller gave up on it."""
+        self._slots.release()
+        if not call.cancelled():
+            call.exception()  # a failure after the caller gave up was already handled as a timeout
+
+    def _failed(self, health: _Health, node: str, exc: BaseException) -> None:
         now = time.monotonic()
-        if self._down_since is None:
-            self._down_since = now
-            log.warning("redis pin store (%s) unreachable (%s); routing without pins until it returns",
-                        self.target.describe(), type(exc).__name__)
-        self._next_try = now + RETRY_AFTER
+        if health.down_since is None:
+            health.down_since = now
+            log.warning("redis pin store (%s)%s unreachable (%s); routing without pins until it returns",
+                        self.target.describe(), _node_label(node), type(exc).__name__)
+        health.next_try = now + RETRY_AFTER
 
     async def get(self, key: str) -> Pin | None:
         raw = await self._call("getex", pin_key(key), self.ttl)
