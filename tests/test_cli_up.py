@@ -134,3 +134,24 @@ def test_a_keyless_reload_from_another_machine_is_forbidden():
     answer = asyncio.run(ask_from("10.1.2.3"))
     assert answer.status_code == 403
     assert "needs gateway keys" in answer.json()["error"]["message"]
+
+
+def test_bad_server_settings_are_config_errors_naming_the_field():
+    import yaml
+
+    from gateway.config import ConfigError, parse_config
+
+    raw = yaml.safe_load(MINIMAL + "server:\n  max_headers: 2\n  header_timeout: soon\n  colour: red\n"
+                                   "  max_header_line_bytes: 100000\n")
+    try:
+        parse_config(raw, env={})
+    except ConfigError as exc:
+        problems = "\n".join(exc.problems)
+    else:
+        raise AssertionError("a bad server section was accepted")
+    assert "server.max_headers: must be at least 8, got 2" in problems
+    assert "server.header_timeout: must be a positive number of seconds" in problems
+    assert "server.colour: unknown field" in problems
+    assert "server.max_header_line_bytes: must not exceed server.max_header_bytes" in problems
+    defaults = parse_config(yaml.safe_load(MINIMAL + "server: {drain_timeout: 5s, max_connections: 50}\n"), env={})
+    assert (defaults.server.drain_timeout, defaults.server.max_connections, defaults.server.max_headers) == (5, 50, 100)
