@@ -48,7 +48,7 @@ log = logging.getLogger("gateway.pins.redis")
 
 KEY_PREFIX = "pgw:v1:pin:"
 OP_TIMEOUT = 0.25  # seconds: the longest wait for a free connection, and for Redis's answer
-CALL_LIMIT = 2 * OP_TIMEOUT  # hard bound on one call: a reconnect (or a cluster redirect) and its answer
+CALL_LIMIT = 2 * OP_TIMEOUT  # hard bound on one Cluster call: a layout refresh or redirect, and the answer
 RETRY_AFTER = 1.0  # seconds to skip Redis after a failure before one request probes it again
 MAX_CONNECTIONS = 100  # per gateway process (per node in a cluster)
 SCHEMES = {"redis": "server", "rediss": "server", "unix": "server",
@@ -244,6 +244,27 @@ class RedisPinStore:
         return node.name if node is not None else ""
 
     async def _bounded(self, command: str, *args: Any) -> Any:
+        await self._take_slot()
+        if self.target.mode != "cluster":
+            try:  # socket timeouts bound it: OP_TIMEOUT to connect, OP_TIMEOUT for the answer
+                return await getattr(self._redis, command)(*args)
+            finally:
+                self._slots.release()
+        # A Cluster call may follow a moved slot or refresh the layout first, so it gets a hard
+        # limit. It runs as its own task, waited for rather than cancelled at the limit:
+        # cancelling inside redis-py's Cluster client mid-redirect can leave it on a stale slot map.
+        call = asyncio.ensure_future(getattr(self._redis, command)(*args))
+        call.add_done_callback(self._finished)
+        done, _ = await asyncio.wait((call,), timeout=CALL_LIMIT)
+        if not done:
+            raise TimeoutError(f"no answer within {CALL_LIMIT * 1000:.0f} ms")
+        return call.result()
+
+    async def _take_slot(self) -> None:
+        """One of MAX_CONNECTIONS slots, waiting at most OP_TIMEOUT; PinStoreBusy if none frees up."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken at once, no timer to set up
+            return
         try:
             async with time_limit(OP_TIMEOUT):
                 await self._slots.acquire()
@@ -251,14 +272,6 @@ class RedisPinStore:
             log.debug("all %d redis connections busy for %.0f ms; this request goes unpinned",
                       MAX_CONNECTIONS, OP_TIMEOUT * 1000)
             raise PinStoreBusy("all redis connections stayed busy") from None
-        # The call runs as its own task and is waited for, not cancelled, at the limit: cancelling
-        # inside redis-py's Cluster client mid-redirect can leave it stuck on a stale slot map.
-        call = asyncio.ensure_future(getattr(self._redis, command)(*args))
-        call.add_done_callback(self._finished)
-        done, _ = await asyncio.wait((call,), timeout=CALL_LIMIT)
-        if not done:
-            raise TimeoutError(f"no answer within {CALL_LIMIT * 1000:.0f} ms")
-        return call.result()
 
     def _finished(self, call: asyncio.Future) -> None:
         """The connection slot frees when the call really ends, even after its caller gave up on it."""
