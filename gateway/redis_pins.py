@@ -50,7 +50,7 @@ KEY_PREFIX = "pgw:v1:pin:"
 OP_TIMEOUT = 0.25  # seconds: the longest wait for a free connection, and for Redis's answer
 CALL_LIMIT = 2 * OP_TIMEOUT  # hard bound on one Cluster call: a layout refresh or redirect, and the answer
 RETRY_AFTER = 1.0  # seconds to skip Redis after a failure before one request probes it again
-MAX_CONNECTIONS = 100  # per gateway process (per node in a cluster)
+MAX_CONNECTIONS = 100  # Redis calls in flight at once per gateway process (and connections per pool)
 SCHEMES = {"redis": "server", "rediss": "server", "unix": "server",
            "redis+sentinel": "sentinel", "rediss+sentinel": "sentinel",
            "redis+cluster": "cluster", "rediss+cluster": "cluster"}

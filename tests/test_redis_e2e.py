@@ -110,6 +110,26 @@ def test_admin_api_shows_and_unpins_a_redis_session(replicas):
         "model": GPT4O, "route": "complex_reasoning", "session_id": sid, "session_source": "header:x-session-id", "pinned": False, "trace_id": ""}
 
 
+def test_a_pin_written_under_the_key_before_hash_tags_is_still_followed_and_unpinned(replicas):
+    """Upgrading from `pgw:v1:pin:<key>` to `pgw:v1:pin:{<key>}` keeps live sessions on their model."""
+    import json
+
+    import redis
+
+    a, b = replicas
+    sid = str(uuid.uuid4())
+    admin = redis.Redis.from_url(REDIS_URL)
+    admin.set(f"pgw:v1:pin:{sid}", json.dumps({"model": GPT4O, "route": "complex_reasoning", "created": 1.0}), ex=600)
+    answer = decide(a.url, CODE_PROMPT, sid).json()
+    assert (answer["model"], answer["pinned"]) == (GPT4O, True)
+    assert httpx.delete(f"{b.url}/routing/v1/sessions/{sid}").json()["deleted"] is True
+    assert admin.exists(f"pgw:v1:pin:{sid}") == 0
+    assert decide(a.url, CODE_PROMPT, sid).json() | {"trace_id": ""} == {
+        "model": CLAUDE, "route": "code_generation", "session_id": sid, "session_source": "header:x-session-id",
+        "pinned": False, "trace_id": ""}
+    assert admin.exists(f"pgw:v1:pin:{{{sid}}}") == 1  # new pins use the hash-tagged key
+
+
 def test_admin_api_in_the_memory_store(gateway):
     sid = str(uuid.uuid4())
     assert httpx.get(f"{gateway.url}/routing/v1/sessions/{sid}").status_code == 404
