@@ -314,6 +314,24 @@ def test_prometheus_scrapes_metrics_on_both_replicas():
     assert sorted(targets) == sorted(f"{name}:{image_port}" for name in gateway_services())
 
 
+def test_the_balancer_sends_to_both_replicas_on_their_port_and_publishes_its_own():
+    balancer = compose()["services"]["balancer"]
+    (mount,) = balancer["volumes"]
+    source, target = mount.split(":")[:2]
+    assert target.startswith("/etc/nginx/conf.d/") and target.endswith(".conf")
+    conf = (REPO / source).read_text()
+    (upstream,) = re.findall(r"upstream (\w+) \{([^}]*)\}", conf)
+    servers = re.findall(r"^\s*server\s+([\w.-]+:\d+)", upstream[1], re.M)
+    image_port = option(image_command(), "--port")
+    assert sorted(servers) == sorted(f"{name}:{image_port}" for name in gateway_services())
+    assert f"proxy_pass http://{upstream[0]};" in conf
+    assert re.search(r"^\s*proxy_buffering off;", conf, re.M), "streams must not be buffered"
+    (published,) = balancer["ports"]
+    host, container = published.split(":")
+    assert re.search(rf"^\s*listen {container};", conf, re.M)
+    assert int(host) == DEFAULT_PORT  # clients use the gateway's usual address
+
+
 def test_grafana_is_provisioned_with_the_dashboard_and_the_prometheus_service():
     spec = compose()
     grafana = spec["services"]["grafana"]
