@@ -29,6 +29,7 @@ from ..config import Route
 from ..conversation import latest_request
 
 DATA = Path(__file__).parent / "data" / "intents.yaml"
+TERMS = Path(__file__).parent / "data" / "terms.yaml"
 NONE = "none"
 
 # Chosen on the tuning half of the project's evaluation set (benchmarks/routing_eval.py --split tune); see README.
@@ -36,14 +37,14 @@ TOP_K = 2  # a class's nearest-anchor score is the mean of its K best-matching a
 DESCRIPTION_WEIGHT = 0.2  # a class's score: this much from its description, the rest from its prompts
 MIN_SCORE = 0.10  # the confidence floor: below this no route is close enough to name
 BORROW_THRESHOLD = 0.45  # how alike a route and a built-in intent must be to borrow its prompts
-SHORT_TURN_TOKENS = 12  # a latest turn this short ("and in French?") leans on the request before it
+SHORT_TURN_TOKENS = 10  # a latest turn this short ("and in French?") leans on the request before it
 CONTEXT_WEIGHT = 1.5  # how much of the earlier request such a follow-up takes
 PHRASE_MIN_CHARS = 3
 TEMPLATES = ["help me with {}", "I have a question about {}"]
 NONE_MARGIN = 0.1  # a short follow-up must look this much more like chit-chat than a route to end the intent
 KEYWORD_BONUS = 0.03  # added to a route whose description alone names a word of the request
 MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
-SELF_SUFFICIENT = 0.35  # a short turn scoring this high on some route stands on its own
+SELF_SUFFICIENT = 0.5  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
 
 
@@ -57,6 +58,19 @@ def load_encoder() -> Any:
     encoder = USE(threads=1)
     encoder.encode("warm up")  # loads the weights now, not on the first request
     return encoder
+
+
+@lru_cache(maxsize=1)
+def builtin_terms() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    """(pattern matching a term's spellings as whole words, phrases about it) from the bundled data."""
+    raw = yaml.safe_load(TERMS.read_text(encoding="utf-8"))["terms"]
+    return tuple((re.compile(r"(?<![\w/])(?:" + "|".join(re.escape(t) for t in spellings.split("|")) + r")(?![\w/])",
+                             re.IGNORECASE), tuple(phrases)) for spellings, phrases in raw.items())
+
+
+def term_phrases(description: str) -> list[str]:
+    """Phrases of every bundled technical term the description names."""
+    return [p for pattern, phrases in builtin_terms() if pattern.search(description) for p in phrases]
 
 
 @lru_cache(maxsize=1)
@@ -122,6 +136,8 @@ class EmbeddedRouter:
             examples[route.name] = list(route.examples)
         if use_builtin:
             self._borrow(examples)
+            for route in self.routes:
+                examples[route.name].extend(term_phrases(route.description))
         none_prompts = list(builtin_intents()[NONE][1])
         described[NONE], examples[NONE] = none_prompts, none_prompts
         self.classes = list(described)

@@ -1,0 +1,248 @@
+"""The embedded router on agent-shaped traffic: other languages, routes outside the built-in
+intents, tool turns, follow-ups, the confidence floor; in process, and through the app's
+three request shapes (chat, Anthropic Messages, OpenAI Responses)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.config import Route
+from gateway.routers.embedded import EmbeddedRouter
+from inprocess_helpers import make_config, openai_provider, run
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Ten routes as a user would write them: descriptions only. devops, sql and docs have
+# no built-in intent behind them.
+ROUTES = {
+    "code_generation": "generating new code, writing functions, or creating boilerplate",
+    "complex_reasoning": "complex reasoning tasks, multi-step analysis, or detailed explanations",
+    "debugging": "finding and fixing bugs, explaining error messages, stack traces and failing tests",
+    "math": "solving math problems, equations, and calculations",
+    "summarization": "summarizing documents, articles, meeting notes or conversations",
+    "translation": "translating text from one language to another",
+    "creative_writing": "writing stories, poems, lyrics, or other creative text",
+    "devops": "shell commands, CI/CD pipelines, Docker, Kubernetes and cloud infrastructure",
+    "sql": "writing or optimizing SQL queries and database schemas",
+    "docs": "writing documentation such as READMEs, docstrings, API reference pages and changelogs",
+}
+
+TRACEBACK = ("Traceback (most recent call last):\n  File \"/srv/app/handlers.py\", line 57, in create_order\n"
+             "    customer = await repo.get_customer(payload.customer_id)\n"
+             "KeyError: 'customer_id'\nINFO: 10.0.3.7:51234 - \"POST /orders HTTP/1.1\" 500\n") * 40
+SQL_DUMP = ("SELECT o.id, c.name, SUM(l.qty * l.price) AS total FROM orders o JOIN customers c ON c.id = o.customer_id "
+            "JOIN lines l ON l.order_id = o.id GROUP BY o.id, c.name ORDER BY total DESC;\n") * 30
+
+
+@pytest.fixture(scope="module")
+def router() -> EmbeddedRouter:
+    return EmbeddedRouter([Route(name, desc, f"openai/m-{name}") for name, desc in ROUTES.items()])
+
+
+def user(text: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.mark.parametrize("lang, prompt, route", [
+    ("es", "¿Me escribes un cuento corto sobre un faro abandonado?", "creative_writing"),
+    ("es", "Necesito una consulta SQL que devuelva los diez clientes con más pedidos.", "sql"),
+    ("de", "Übersetze diese E-Mail bitte ins Englische.", "translation"),
+    ("de", "Wie viel sind 15 Prozent von 360?", "math"),
+    ("fr", "Écris un poème sur la neige en montagne.", "creative_writing"),
+    ("fr", "Résume ce compte rendu de réunion en trois points.", "summarization"),
+    ("pt", "Traduza este parágrafo para o inglês, por favor.", "translation"),
+    ("pt", "Como reinicio um pod do Kubernetes com kubectl?", "devops"),
+    ("zh", "请把这段话翻译成日语。", "translation"),
+    ("zh", "写一个 SQL 查询，统计每个客户的订单数量。", "sql"),
+    ("ja", "海についての短い詩を書いてください。", "creative_writing"),
+    ("ja", "この方程式を解いてください：2x + 3 = 11", "math"),
+])
+def test_requests_in_other_languages_route_like_their_english_equivalents(router, lang, prompt, route):
+    assert router.decide(user(prompt)) == route
+
+
+@pytest.mark.parametrize("prompt", ["asdf qwer zxcv", "ok", "thanks!", "👍", "hmm", "Danke!", "ありがとう"])
+def test_text_with_no_intent_gets_no_route(router, prompt):
+    assert router.decide(user(prompt)) is None
+
+
+@pytest.mark.parametrize("prompt, route", [
+    ("Restart the api deployment with kubectl and check the rollout status.", "devops"),
+    ("Write a Dockerfile for this Node service with a multi-stage build.", "devops"),
+    ("Add a GitHub Actions job that builds the image on every push.", "devops"),
+    ("Write a SQL query that returns each customer's total spend this year.", "sql"),
+    ("Why is this SQL query doing a full table scan, and which index would help?", "sql"),
+    ("Add docstrings to every public function in this module.", "docs"),
+])
+def test_routes_outside_the_builtin_intents_win_from_their_description(router, prompt, route):
+    """Code generation borrows built-in prompts about Dockerfiles and SQL; they must not pull these away."""
+    assert router.decide(user(prompt)) == route
+
+
+def agent_turn(request: Any, tool_args: str, tool_output: str, system: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": request},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": tool_args}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": tool_output},
+    ]
+
+
+def test_tool_output_tool_arguments_and_system_prompt_never_outweigh_the_request(router):
+    sql_heavy = agent_turn("Write a short poem about autumn rain for our team newsletter.",
+                           '{"command": "psql -c \\"SELECT * FROM orders\\""}', SQL_DUMP,
+                           "You are a database assistant. Write SQL queries and optimise schemas. " * 20)
+    assert router.decide(sql_heavy) == "creative_writing"
+    trace_heavy = agent_turn([{"type": "text", "text": "<system-reminder>branch: main</system-reminder>"},
+                              {"type": "text", "text": "Translate the error page text into Spanish."}],
+                             '{"command": "python -m pytest -x"}', TRACEBACK,
+                             "You are a debugging agent: fix bugs and failing tests. " * 20)
+    assert router.decide(trace_heavy) == "translation"
+
+
+@pytest.mark.parametrize("first, follow_up, route", [
+    ("Write a SQL query that finds customers without orders in MySQL.", "now do the same for Postgres", "sql"),
+    ("Translate our welcome email into German.", "and into Italian?", "translation"),
+    ("Write a Dockerfile for the Go service.", "now the same for the Python worker", "devops"),
+    ("Write a poem about the sea at night.", "make it rhyme", "creative_writing"),
+])
+def test_a_short_follow_up_takes_its_intent_from_the_request_before(router, first, follow_up, route):
+    talk = [{"role": "user", "content": first}, {"role": "assistant", "content": "Here it is."},
+            {"role": "user", "content": follow_up}]
+    assert router.decide(talk) == route
+
+
+@pytest.mark.parametrize("closing", ["thanks!", "ok", "perfect, thank you"])
+def test_thanks_after_a_request_ends_its_intent(router, closing):
+    talk = [{"role": "user", "content": "Write a SQL query that counts orders per customer."},
+            {"role": "assistant", "content": "SELECT customer_id, COUNT(*) FROM orders GROUP BY 1;"},
+            {"role": "user", "content": closing}]
+    assert router.decide(talk) is None
+
+
+def test_a_question_before_or_after_a_long_paste_is_what_is_read(router):
+    assert router.decide(user(f"{TRACEBACK}\n\nSummarize this log for the incident channel in two sentences.")) \
+        == "summarization"
+    assert router.decide(user(f"Translate the log below into French.\n\n{TRACEBACK}")) == "translation"
+
+
+def test_a_repeated_request_is_encoded_once(router, monkeypatch):
+    """An agent resends its latest request with every tool result; the encoder runs for it once."""
+    calls = []
+    encode = router._encode_ids
+    monkeypatch.setattr(router, "_encode_ids", lambda ids: calls.append(ids) or encode(ids))
+    conversation = agent_turn("Set up a cron job that rotates the nginx logs nightly, unique-7f3a.", "{}", "ok",
+                              "You are an agent.")
+    first = router.decide(conversation)
+    for _ in range(5):
+        conversation = conversation + [{"role": "tool", "tool_call_id": "c1", "content": "more output"}]
+        assert router.decide(conversation) == first
+    assert len(calls) == 1
+
+
+def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):
+    seen = []
+    encode = router._encode_ids
+    monkeypatch.setattr(router, "_encode_ids", lambda ids: seen.append(len(ids)) or encode(ids))
+    router.decide(user("Please write a function that " + "carefully checks every field " * 60))
+    from gateway.routers.embedded import MAX_TOKENS
+
+    assert seen and seen[0] == MAX_TOKENS
+
+
+# -- through the app: the three request shapes ---------------------------------------------------------------
+
+
+def app_with(router: EmbeddedRouter) -> Any:
+    providers = [openai_provider("openai/default", default=True)] + [
+        openai_provider(f"openai/m-{name}", routing_preferences=[{"name": name, "description": desc}])
+        for name, desc in ROUTES.items()]
+    return create_app(make_config(providers), router=router)
+
+
+def decide_over_http(router: EmbeddedRouter, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app_with(router))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            return await client.post(path, json=body)
+
+    response = run(go())
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+SYSTEM = "You are a coding agent. Fix failing tests and write Python code. " * 15
+
+
+def chat_tool_turn(request: str) -> dict[str, Any]:
+    return {"messages": agent_turn(request, '{"command": "pytest -x"}', TRACEBACK, SYSTEM)}
+
+
+def messages_tool_turn(request: str) -> dict[str, Any]:
+    return {"max_tokens": 100, "system": SYSTEM, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>cwd: /app</system-reminder>"},
+                                     {"type": "text", "text": request}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "bash",
+                                           "input": {"command": "python -m pytest -x"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": TRACEBACK}]}]}
+
+
+def responses_tool_turn(request: str) -> dict[str, Any]:
+    return {"instructions": SYSTEM, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": request}]},
+        {"type": "function_call", "call_id": "f1", "name": "bash", "arguments": '{"command": "pytest -x"}'},
+        {"type": "function_call_output", "call_id": "f1", "output": TRACEBACK}]}
+
+
+def follow_up(first: str, then: str, wire: str) -> dict[str, Any]:
+    if wire == "responses":
+        kinds = {"user": "input_text", "assistant": "output_text"}
+        return {"input": [{"type": "message", "role": r, "content": [{"type": kinds[r], "text": t}]}
+                          for r, t in (("user", first), ("assistant", "Here it is."), ("user", then))]}
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": first},
+                                         {"role": "assistant", "content": "Here it is."},
+                                         {"role": "user", "content": then}]}
+    return {"max_tokens": 100, **body} if wire == "messages" else body
+
+
+WIRES = {"chat": ("/routing/v1/chat/completions", chat_tool_turn),
+         "messages": ("/routing/v1/messages", messages_tool_turn),
+         "responses": ("/routing/v1/responses", responses_tool_turn)}
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+def test_every_request_shape_routes_an_agent_tool_turn_by_the_users_request(router, wire):
+    path, build = WIRES[wire]
+    decision = decide_over_http(router, path, build(f"Roll back the payments deployment in Kubernetes ({wire})."))
+    assert decision["route"] == "devops" and decision["model"] == "openai/m-devops"
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+def test_every_request_shape_reads_a_follow_up_with_the_request_before(router, wire):
+    path, _ = WIRES[wire]
+    body = follow_up(f"Write a SQL query that lists orders without invoices ({wire}).", "now for Postgres", wire)
+    assert decide_over_http(router, path, body)["route"] == "sql"
+
+
+# -- the evaluation set as a regression floor -------------------------------------------------------------
+
+
+def test_evaluation_set_accuracy_does_not_regress(router):
+    """The figures the README reports, as a floor a few points under them (benchmarks/routing_eval.py)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import routing_eval
+
+    routes, cases, ctx = routing_eval.load_cases()
+    assert {r["name"]: r["description"] for r in routes} == ROUTES  # the router fixture is the eval's config
+    read = routing_eval.wire_reader("chat")
+    correct = [router.decide(read(case, ctx)) == (None if case.expect == routing_eval.NONE else case.expect)
+               for case in cases]
+    assert len(cases) >= 400
+    assert sum(correct) / len(cases) >= 0.82
