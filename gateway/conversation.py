@@ -92,8 +92,8 @@ def _ends(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{text[: limit // 2]}\n\n{text[-(limit // 2):]}"
 
 
-def _ends_of(content: Any) -> str:
-    """Like `text_of`, but a long message keeps its end as well as its beginning."""
+def ends_of(content: Any) -> str:
+    """Like `text_of`, but a long message keeps its end as well as its beginning (the question after a paste)."""
     if isinstance(content, str):
         return _ends(content)
     if isinstance(content, list):
@@ -114,7 +114,7 @@ def latest_request(messages: list[dict[str, Any]]) -> tuple[str, str]:
     for message in reversed(messages):
         if message.get("role") != "user":
             continue
-        text = request_text(_ends_of(message.get("content")))
+        text = request_text(ends_of(message.get("content")))
         if text:
             requests.append(text)
             if len(requests) == 2:

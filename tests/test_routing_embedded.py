@@ -231,6 +231,18 @@ def test_every_request_shape_reads_a_follow_up_with_the_request_before(router, w
     assert decide_over_http(router, path, body)["route"] == "sql"
 
 
+@pytest.mark.parametrize("wire", list(WIRES))
+def test_every_request_shape_reads_a_question_asked_after_a_long_paste(router, wire):
+    """Messages and Responses turns are cut to a bounded size before the router; the end must survive."""
+    path, _ = WIRES[wire]
+    text = f"{TRACEBACK}\n\nTranslate the error message above into Japanese ({wire})."
+    body = ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]}
+            if wire == "responses" else {"messages": [{"role": "user", "content": text}]})
+    if wire == "messages":
+        body["max_tokens"] = 100
+    assert decide_over_http(router, path, body)["route"] == "translation"
+
+
 # -- the evaluation set as a regression floor -------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.responses import JSONResponse, Response
 
 from .. import validation
-from ..conversation import opening, text_of
+from ..conversation import ends_of, opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest, GatewayError
 from ..observe import RequestRecord
@@ -111,7 +111,7 @@ def router_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         role = message.get("role")
         if role not in ("user", "assistant"):
             continue
-        text = text_of(message.get("content"))  # text blocks only; an agent's tagged context blocks skipped
+        text = ends_of(message.get("content"))  # text blocks only (both ends of a long one); agent context blocks skipped
         if text.strip():
             turns.append({"role": role, "content": text})
     return turns

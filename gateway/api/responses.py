@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from .. import validation
-from ..conversation import opening, text_of
+from ..conversation import ends_of, opening, text_of
 from ..decision import Ask
 from ..errors import BadRequest
 from ..upstream import Answer, token_usage
@@ -116,7 +116,7 @@ def router_turns(items: Any) -> list[dict[str, Any]]:
         role = item.get("role")
         if item.get("type", "message") != "message" or role not in ("user", "assistant"):
             continue
-        text = text_of(item.get("content"))  # agent context blocks such as <environment_context> skipped
+        text = ends_of(item.get("content"))  # both ends of a long one; agent context blocks such as <environment_context> skipped
         if text.strip():
             turns.append({"role": role, "content": text})
     return turns
