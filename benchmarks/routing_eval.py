@@ -256,7 +256,8 @@ def report(title: str, result: dict[str, Any], show_mistakes: bool) -> None:
     if show_mistakes:
         print("\nmistakes:")
         for m in result["mistakes"]:
-            print(f"  [{m['split']} {m['shape']} {m['lang']}] expected {m['expected']:<17} got {m['got']:<17} {m['text']}")
+            where = f"[{m['split']} {m['shape']} {m['lang']}]"
+            print(f"  {where} expected {m['expected']:<17} got {m['got']:<17} {m['text']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,10 +39,10 @@ MIN_SCORE = 0.10  # the confidence floor: below this no route is close enough to
 BORROW_THRESHOLD = 0.45  # how alike a route and a built-in intent must be to borrow its prompts
 SHORT_TURN_TOKENS = 10  # a latest turn this short ("and in French?") leans on the request before it
 CONTEXT_WEIGHT = 1.5  # how much of the earlier request such a follow-up takes
-PHRASE_MIN_CHARS = 3
+PHRASE_MIN_CHARS = 3  # a description phrase this long is an anchor of its own ("Docker", "SQL")
+# Requests ask; descriptions name. Each phrase is also put the way a request would put it.
 TEMPLATES = ["help me with {}", "I have a question about {}"]
 NONE_MARGIN = 0.1  # a short follow-up must look this much more like chit-chat than a route to end the intent
-KEYWORD_BONUS = 0.03  # added to a route whose description alone names a word of the request
 MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
 SELF_SUFFICIENT = 0.5  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
@@ -93,25 +93,6 @@ def _route_text(name: str, description: str) -> str:
     return f"{name.replace('_', ' ').replace('-', ' ')}: {description}"
 
 
-_WORD = re.compile(r"[a-z0-9][a-z0-9+#]*")
-# Words too common in descriptions to tell routes apart, whatever route uses them.
-_COMMON = frozenset("""a an the and or of to for in on with from into by as such like other another any
-    new one two some this that these those your our their its it is are be can via about between using
-    text tasks task things work help questions question general detailed writing write creating create
-    generating generate making make doing code""".split())
-
-
-def _distinctive_terms(descriptions: dict[str, str]) -> dict[str, tuple[str, ...]]:
-    """Per route, the stems of words its description uses and no other route's does ("docker", "sql")."""
-    words = {name: {w for w in _WORD.findall(d.lower()) if len(w) >= 3 and w not in _COMMON}
-             for name, d in descriptions.items()}
-    out = {}
-    for name, own in words.items():
-        others = set().union(*(w for n, w in words.items() if n != name))
-        out[name] = tuple(sorted({w if len(w) <= 5 else w[: len(w) - 2] for w in own - others}))
-    return out
-
-
 class EmbeddedRouter:
     """Nearest-anchor intent matching over multilingual sentence embeddings; no network."""
 
@@ -145,7 +126,6 @@ class EmbeddedRouter:
         # route written only as a description competes on equal terms with one that borrowed.
         self._described = self._block([self._embed_many(described[c]) for c in self.classes])
         self._examples = self._block([self._embed_many(examples[c] or described[c]) for c in self.classes])
-        self._keywords = _distinctive_terms({r.name: r.description for r in self.routes})
 
     def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
         """One [classes, anchors, dims] array so scoring is a single matrix product.
@@ -224,27 +204,15 @@ class EmbeddedRouter:
             nearest = (self._embed_many(prompts) @ route_vecs.T).argmax(axis=1)
             examples[route.name].extend(p for p, r in zip(prompts, nearest) if r == i)
 
-    def _vectors(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None, str, str] | None:
+    def _vectors(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The latest request's vector, and for a short follow-up that vector leaning on the request before."""
         request, earlier = latest_request(messages)
         if not request:
             return None
         latest, short = self._embed(request)
         if earlier and short:
-            return latest, _unit(latest + CONTEXT_WEIGHT * self._embed(earlier)[0]), request, earlier
-        return latest, None, request, earlier
-
-    def _keyword_bonus(self, request: str) -> np.ndarray:
-        """A bonus for each route whose description alone names a term the request uses."""
-        words = set(_WORD.findall(request.lower()))
-        bonus = np.zeros(len(self.classes), dtype=np.float32)
-        if not words:
-            return bonus
-        for i, name in enumerate(self.classes):
-            stems = self._keywords.get(name, ())
-            if any(w.startswith(stem) for stem in stems for w in words):
-                bonus[i] = KEYWORD_BONUS
-        return bonus
+            return latest, _unit(latest + CONTEXT_WEIGHT * self._embed(earlier)[0])
+        return latest, None
 
     def _scores_of(self, q: np.ndarray) -> np.ndarray:
         """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
@@ -260,12 +228,12 @@ class EmbeddedRouter:
         vectors = self._vectors(messages)
         if vectors is None:
             return {}
-        latest, followup, request, earlier = vectors
-        scores = self._scores_of(latest) + self._keyword_bonus(request)
+        latest, followup = vectors
+        scores = self._scores_of(latest)
         if followup is not None and not self._chit_chat(scores) and not self._clear(scores):
             # A follow-up such as "and in French?" is judged with its context; only a
             # clear "thanks" or "ok" on its own ends the conversation's intent.
-            scores = self._scores_of(followup) + self._keyword_bonus(f"{request} {earlier}")
+            scores = self._scores_of(followup)
             scores[self.classes.index(NONE)] = -np.inf
         return dict(zip(self.classes, scores.tolist()))
 
