@@ -41,6 +41,7 @@ from .config import Config, ConfigError, ServerSettings, load_config
 
 log = logging.getLogger("gateway.server")
 LINGER_SECONDS = 2.0  # how long a refused client's remaining bytes are drained before its connection closes
+IDLE_GRACE_SECONDS = 1.0  # at shutdown, how long an idle connection may still bring a request already sent
 DRAIN_CUT_EXIT = 3  # `gateway up` exit status when the drain time ran out with requests still running
 
 
@@ -180,6 +181,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.header_bytes = 0  # bytes read while reading headers
         self.waiting_since: float | None = None  # when this request's headers started (None: not reading)
         self.refusal = b""
+        self.draining = False  # shutting down: answer what arrives, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -271,6 +273,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.app = (self.at_limit if connections > self.max_connections
                     or len(self.tasks) >= self.max_connections else self.config.loaded_app)
         super().on_headers_complete()
+        if self.draining:
+            self.cycle.keep_alive = False
 
     def _exact_header_bytes(self) -> int:
         """The request line and headers as sent; only computed when the bytes read say it may be over."""
@@ -279,6 +283,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self.reading_headers = True
         super().on_message_complete()
+
+    def idle(self) -> bool:
+        """No request is being read or answered on this connection."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def drain(self) -> None:
+        """Shutting down: the request being answered, or one still arriving, is the connection's last."""
+        self.draining = True
+        if not self.idle():
+            self.cycle.keep_alive = False
 
     def check_header_deadline(self, now: float) -> None:
         """Close the connection if a request's headers have taken longer than `header_timeout`.
@@ -369,8 +383,7 @@ class GatewayServer(uvicorn.Server):
             server.close()
         for sock in sockets or []:
             sock.close()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()  # idle connections close now, busy ones after their answer
+        await self._close_idle_connections()
         await asyncio.sleep(0.1)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.drain_timeout)
@@ -384,6 +397,23 @@ class GatewayServer(uvicorn.Server):
             log.info("drained: every running request finished")
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+
+    async def _close_idle_connections(self) -> None:
+        """Busy connections close after their answer; idle ones close after a moment's grace.
+
+        A client may have sent a request on a connection that looks idle (just
+        accepted, or kept alive) a moment before the signal; closing it at once
+        would fail that request, so what arrives within the grace is answered.
+        """
+        connections = self.server_state.connections
+        ours = [c for c in connections if isinstance(c, LimitedHttpProtocol)]
+        for connection in ours:
+            connection.drain()
+        if any(connection.idle() for connection in ours):
+            await asyncio.sleep(min(IDLE_GRACE_SECONDS, self.drain_timeout))
+        for connection in list(connections):
+            connection.shutdown()  # idle ones close now, busy ones after their answer
 
 
 async def _cut(tasks: list[asyncio.Task[None]], connections: set[Any]) -> None:

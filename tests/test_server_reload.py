@@ -41,6 +41,14 @@ def models_config(fake_url: str, models: tuple[str, ...] = ("openai/gpt-4o", CLA
             f"    base_url: {fake_url}\n    default: true\n{entries}{extra}{routing}")
 
 
+def wait_for_log(gw: RunningGateway, text: str, count: int = 1, timeout: float = 10) -> None:
+    """Until `text` appears `count` times in the gateway's output (its log lines are written in batches)."""
+    deadline = time.monotonic() + timeout
+    while gw.output().count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged {count} time(s):\n{gw.output()}"
+        time.sleep(0.1)
+
+
 def without_gpt_4o_with_a_new_model(fake_url: str, routing: str = "") -> str:
     return models_config(fake_url, (CLAUDE, NEW_MODEL), routing=routing)
 
@@ -64,7 +72,7 @@ def test_sighup_reloads_keeping_pins_to_models_still_configured_and_dropping_the
     assert (kept["model"], kept["pinned"]) == (CLAUDE, True)  # its model is still configured: the pin survives
     dropped = gw.decide(REASONING_PROMPT, session="reload-reasoning").json()
     assert (dropped["model"], dropped["pinned"]) == ("openai/gpt-4o-mini", False)  # its model is gone: decided afresh
-    assert f"reloaded {config_file(gw)}" in gw.output()
+    wait_for_log(gw, f"reloaded {config_file(gw)}")
 
 
 def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_keeps_serving(start_gateway,
@@ -83,10 +91,7 @@ def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_ke
     assert "the previous one keeps serving" in reload.stderr
 
     gw.proc.send_signal(signal.SIGHUP)  # the signal path refuses it the same way, in the log
-    deadline = time.monotonic() + 10
-    while gw.output().count("reload refused: the previous config keeps serving") < 2:
-        assert time.monotonic() < deadline, gw.output()
-        time.sleep(0.1)
+    wait_for_log(gw, "reload refused: the previous config keeps serving", count=2)
     pinned = gw.decide(REASONING_PROMPT, session="refused-reload").json()
     assert (pinned["model"], pinned["pinned"]) == (CLAUDE, True)
     assert "openai/broken" not in models(gw)
@@ -114,10 +119,7 @@ def test_sighup_to_the_supervisor_replaces_workers_with_a_valid_config_only(star
     path = config_file(gw)
     path.write_text(models_config(fake_provider.url, extra="  - model: openai/x\n    colour: red\n", routing=routing))
     gw.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while "reload refused: the workers keep serving the previous config" not in gw.output():
-        assert time.monotonic() < deadline, gw.output()
-        time.sleep(0.1)
+    wait_for_log(gw, "reload refused: the workers keep serving the previous config")
     assert "colour: unknown field" in gw.output()
     assert worker_pids(gw) <= old  # no worker was replaced
 
