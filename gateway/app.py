@@ -40,6 +40,7 @@ from .upstream.failover import Forwarder
 
 log = logging.getLogger("gateway.app")
 SURFACES = (chat, messages, responses)
+IMPORT_AFTER_START = 1.0  # seconds after startup to begin importing litellm in the background
 
 
 def build_store(config: Config) -> PinStore:
@@ -206,7 +207,9 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("uvicorn.error").addFilter(_refused_websocket_noise)  # after uvicorn set up its logging
         if litellm_loader.needed_by(config):
-            litellm_loader.start_import()  # seconds of CPU, in a thread: no request or /healthz waits on it
+            # Seconds of CPU in a thread, begun once the server is up and has answered its first probes
+            # (the thread holds the GIL at times); a translated request before then starts it itself.
+            asyncio.get_running_loop().call_later(IMPORT_AFTER_START, litellm_loader.start_import)
         yield
         current = app.state.gateway  # the one serving now, after any reloads
         for forwarder in (current.forwarder, *current.retired):

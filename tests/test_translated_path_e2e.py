@@ -69,7 +69,7 @@ def test_healthz_answers_while_the_first_translated_request_waits_for_litellm(
     print(f"\nfirst translated answer after {first_answer:.2f}s; /healthz polled {len(health_seconds)} times "
           f"meanwhile, slowest {worst * 1000:.0f} ms")
     # Generous for a noisy machine: on the event loop the import held every request for seconds.
-    assert worst < 1.5
+    assert worst < 2.0
 
 
 def test_only_a_gateway_that_can_forward_or_routes_with_an_llm_imports_litellm_at_startup():
