@@ -109,12 +109,21 @@ def worker_pids(gw: RunningGateway, answers: int = 12) -> set[int]:
             for _ in range(answers)}
 
 
+def both_workers(gw: RunningGateway) -> set[int]:
+    deadline = time.monotonic() + 20
+    pids: set[int] = set()
+    while len(pids) < 2:
+        assert time.monotonic() < deadline, f"only {pids} answered"
+        pids |= worker_pids(gw, 4)
+    return pids
+
+
 def test_sighup_to_the_supervisor_replaces_workers_with_a_valid_config_only(start_gateway, fake_provider):
     routing = "routing:\n  session_cache:\n    type: redis\n    url: redis://127.0.0.1:6379/13\n"
     gw = start_gateway(models_config(fake_provider.url, routing=routing), args=("--workers", "2"))
     session = f"workers-reload-{time.time_ns()}"
     assert gw.decide(CODE_PROMPT, session=session, model=CLAUDE).json()["model"] == CLAUDE
-    old = worker_pids(gw)
+    old = both_workers(gw)
 
     path = config_file(gw)
     path.write_text(models_config(fake_provider.url, extra="  - model: openai/x\n    colour: red\n", routing=routing))
