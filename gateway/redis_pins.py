@@ -163,8 +163,9 @@ def connect(target: RedisTarget) -> Any:
                                     **auth, **common)
     # In a cluster a retry may follow a moved slot to its new primary, so it also covers timeouts there.
     common["retry"] = Retry(NoBackoff(), 1)
+    # Partial coverage is accepted: while one primary fails over, the others' slots keep working.
     return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts], ssl=target.tls,
-                        **auth, **common)
+                        require_full_coverage=False, **auth, **common)
 
 
 def pin_key(key: str) -> str:

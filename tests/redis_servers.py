@@ -23,6 +23,20 @@ NO_DISK = ("--save", "", "--appendonly", "no")
 HAVE_REDIS_SERVER = shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
 
 
+def spare_ports(n: int) -> list[int]:
+    """`n` distinct free ports: all held open while choosing, so none is handed out twice."""
+    held = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -109,7 +123,9 @@ class Cluster:
 def redis_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> Iterator[Cluster]:
     """`primaries` primaries with `replicas` replicas each, created with `redis-cli --cluster create`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = [free_port() for _ in range(primaries * (1 + replicas))]
+    nodes = primaries * (1 + replicas)
+    chosen = spare_ports(2 * nodes)
+    ports, bus_ports = chosen[:nodes], dict(zip(chosen[:nodes], chosen[nodes:]))
     cluster = Cluster(ports)
     try:
         for port in ports:
@@ -118,7 +134,7 @@ def redis_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, node_tim
             cluster.procs[port] = _start(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), *NO_DISK,
                  # the bus port would default to port + 10000, past 65535 for a high spare port
-                 "--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--cluster-config-file", "nodes.conf",
+                 "--cluster-enabled", "yes", "--cluster-port", str(bus_ports[port]), "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", str(node_timeout_ms),
                  # replicas sync at once (not after the default 5 s delay) and may always take over
                  "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"], node_dir, "redis")
@@ -157,7 +173,7 @@ class Sentinel:
 def redis_sentinel(workdir: Path, service: str = "pins") -> Iterator[Sentinel]:
     """A primary, a replica of it and a `redis-server --sentinel` that monitors them."""
     workdir.mkdir(parents=True, exist_ok=True)
-    primary, replica, sentinel = free_port(), free_port(), free_port()
+    primary, replica, sentinel = spare_ports(3)
     procs: list[subprocess.Popen] = []
     try:
         for port, extra in ((primary, ("--repl-diskless-sync-delay", "0")),

@@ -31,6 +31,7 @@ class Traffic:
         self.models: dict[str, str] = {}
         self.failures: list[str] = []
         self.unpinned = 0  # follow-ups served without their pin (fail open)
+        self.unpinned_at: list[float] = []  # when each was served, for the length of the unpinned spell
         self.served = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -58,6 +59,11 @@ class Traffic:
                         self.failures.append(f"{sid}: {r.status_code} {r.text}")
                     elif not r.json()["pinned"]:
                         self.unpinned += 1
+                        self.unpinned_at.append(time.monotonic())
+
+    def spell(self) -> float:
+        """Seconds from the first follow-up served unpinned to the last."""
+        return self.unpinned_at[-1] - self.unpinned_at[0] if self.unpinned_at else 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,7 +102,7 @@ def test_pins_on_a_redis_cluster_survive_a_primary_failing_mid_traffic(start_gat
         finally:
             traffic.stop()
         print(f"cluster failover: {traffic.served} requests, {len(traffic.failures)} failed, "
-              f"{traffic.unpinned} served unpinned while the primary was down")
+              f"{traffic.unpinned} served unpinned, over {traffic.spell():.1f} s from the crash")
         assert traffic.failures == []
         # after the failover every session is served pinned again, by the model it started with
         for sid in traffic.sessions:
@@ -127,7 +133,7 @@ def test_pins_behind_redis_sentinel_follow_a_failover(start_gateway, tmp_path):
         finally:
             traffic.stop()
         print(f"sentinel failover: {traffic.served} requests, {len(traffic.failures)} failed, "
-              f"{traffic.unpinned} served unpinned")
+              f"{traffic.unpinned} served unpinned, over {traffic.spell():.1f} s")
         assert traffic.failures == []
         for sid in traffic.sessions:
             answer = decide(gw.url, REASONING_PROMPT, sid).json()
