@@ -326,8 +326,9 @@ def test_a_paused_redis_costs_one_timeout_and_after_the_skip_window_one_probe(st
 
         before = _connections_received(admin)
         admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        sessions = [str(uuid.uuid4()) for _ in range(20)]  # distinct: one session's requests share a lookup anyway
         with ThreadPoolExecutor(max_workers=20) as pool:  # the skip window is over: each of these may probe
-            herd = list(pool.map(lambda _: decide(gw.url, REASONING_PROMPT, sid), range(20)))
+            herd = list(pool.map(lambda s: decide(gw.url, REASONING_PROMPT, s), sessions))
         assert all(r.status_code == 200 for r in herd)
         time.sleep(1.6)
         # one probe reconnected and timed out, the others failed open at once (a second probe only if
