@@ -258,3 +258,14 @@ def test_evaluation_set_accuracy_does_not_regress(router):
                for case in cases]
     assert len(cases) >= 400
     assert sum(correct) / len(cases) >= 0.82
+
+
+def test_a_config_without_routes_loads_no_encoder(monkeypatch):
+    """Workers of a config that only pins sessions start without the encoder's second and 130 MB."""
+    import gateway.routers.embedded as embedded
+
+    def refuse() -> None:
+        raise AssertionError("the encoder was loaded for a config without routes")
+
+    monkeypatch.setattr(embedded, "load_encoder", refuse)
+    assert EmbeddedRouter([]).decide(user("Write a Python function that merges two sorted lists.")) is None
