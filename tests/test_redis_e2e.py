@@ -360,12 +360,15 @@ def test_healthz_never_scans_the_pin_store_and_readyz_pings_it(start_gateway, tm
         assert ready.json()["status"] == "ready" and ready.json()["checks"]["pin_store"]["ready"] is True
         assert int(admin.info("commandstats")["cmdstat_ping"]["calls"]) >= 1
 
-    # Redis is gone now: not ready, saying which part and what to do; still alive
+    # Redis is gone now: still ready (requests are served unpinned) but degraded, saying which part and what
+    # to do; strict readiness counts the pin store too; still alive.
     down = httpx.get(f"{gw.url}/readyz")
-    assert down.status_code == 503
+    assert down.status_code == 200 and down.json()["status"] == "degraded"
     store = down.json()["checks"]["pin_store"]
     assert store["ready"] is False and "redis" in store["detail"].lower() and "session_cache" in store["detail"]
     assert down.json()["checks"]["router"]["ready"] is True
+    strict = httpx.get(f"{gw.url}/readyz?strict=1")
+    assert strict.status_code == 503 and strict.json()["status"] == "not ready"
     assert httpx.get(f"{gw.url}/healthz").status_code == 200
 
 

@@ -41,12 +41,22 @@ async def healthz(request: Request) -> Response:
     return JSONResponse(body)
 
 
-@router.get("/readyz", summary="Readiness: the router is loaded and the pin store answers (503 saying what is not)")
+@router.get("/readyz", summary="Readiness: 503 until the router is loaded; says whether the pin store answers")
 async def readyz(request: Request) -> Response:
+    """503 while this replica cannot decide (its router is not loaded); 200 otherwise.
+
+    An unreachable pin store is reported ("degraded") but leaves the replica
+    ready: it still answers every request, only without pins (fail open), and a
+    shared Redis failing would otherwise take every replica out of its load
+    balancer at once. `?strict=1` makes the pin store count too, for operators
+    who prefer no answer to an unpinned one.
+    """
     gw = gateway_of(request)
     checks = {"router": _router_check(gw), "pin_store": await _store_check(gw.decider.store)}
-    ready = all(check["ready"] for check in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    strict = request.query_params.get("strict") in ("1", "true")
+    ready = checks["router"]["ready"] and (checks["pin_store"]["ready"] or not strict)
+    status = "not ready" if not ready else "ready" if checks["pin_store"]["ready"] else "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics")
