@@ -77,7 +77,7 @@ def term_phrases(description: str) -> list[str]:
 def builtin_intents() -> dict[str, tuple[str, tuple[str, ...]]]:
     """name -> (description, examples) from the bundled labelled data."""
     raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))["intents"]
-    return {name: (spec["description"], tuple(spec["examples"])) for name, spec in raw.items()}
+    return {name: (spec["description"], tuple(str(e) for e in spec["examples"])) for name, spec in raw.items()}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
