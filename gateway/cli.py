@@ -128,11 +128,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return server.exposure_problem(host, new, args.allow_unauthenticated)
 
     if args.workers > 1:
-        os.environ.update(GATEWAY_CONFIG=str(Path(path).resolve()), GATEWAY_LOG_LEVEL=args.log_level,
-                          GATEWAY_LOG_FORMAT=args.log_format, GATEWAY_LOG_PROMPTS="1" if args.log_prompts else "0",
-                          GATEWAY_HASH_SESSION_IDS="1" if args.hash_session_ids else "0",
-                          GATEWAY_OTEL="1" if args.otel else "0", GATEWAY_SUPERVISOR_PID=str(os.getpid()),
-                          GATEWAY_HOST=host, GATEWAY_ALLOW_UNAUTHENTICATED="1" if args.allow_unauthenticated else "0")
+        _pass_to_workers(args, path, host)
         _print_listening(host, port, path, args.workers, config)
         return server.serve_workers("gateway.app:app_from_env", sock, listen, args.workers,
                                     str(Path(path).resolve()), check)
@@ -149,6 +145,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     app.state.reload_check = check
     _print_listening(host, port, path, 1, config)
     return server.serve(app, sock, listen, on_reload=lambda: reload_and_log(app))
+
+
+def _pass_to_workers(args: argparse.Namespace, path: str, host: str) -> None:
+    """Worker processes build their app from the environment (gateway.app:app_from_env)."""
+    flag = {True: "1", False: "0"}
+    os.environ.update(GATEWAY_CONFIG=str(Path(path).resolve()), GATEWAY_LOG_LEVEL=args.log_level,
+                      GATEWAY_LOG_FORMAT=args.log_format, GATEWAY_LOG_PROMPTS=flag[args.log_prompts],
+                      GATEWAY_HASH_SESSION_IDS=flag[args.hash_session_ids], GATEWAY_OTEL=flag[args.otel],
+                      GATEWAY_SUPERVISOR_PID=str(os.getpid()), GATEWAY_HOST=host,
+                      GATEWAY_ALLOW_UNAUTHENTICATED=flag[args.allow_unauthenticated])
 
 
 def _print_listening(host: str, port: int, path: str, workers: int, config: Config) -> None:
