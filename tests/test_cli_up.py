@@ -14,7 +14,7 @@ import httpx
 from conftest import free_port, launch, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
-MINIMAL = "model_providers:\n  - model: openai/gpt-4o-mini\n    access_key: sk-unused\n    default: true\n"
+MINIMAL = "model_providers:\n  - model: openai/gpt-4o-mini\n    default: true\n"  # decisions only: quick to start
 WITH_KEYS = MINIMAL + "auth:\n  keys:\n    - {name: team-a, key: gw-key-team-a}\n"
 
 

@@ -15,11 +15,11 @@ import pytest
 
 from conftest import RunningGateway, launch, stop
 
-# Short header timeout and a small connection limit so the tests take seconds, not minutes.
+# Short header timeout and a small connection limit so the tests take seconds, not minutes; decisions only
+# (no provider key or URL), so the gateway starts quickly.
 CONFIG = """\
 model_providers:
   - model: openai/gpt-4o-mini
-    access_key: sk-unused
     default: true
 server:
   header_timeout: 1

@@ -32,13 +32,16 @@ def wait_for_model(gw: RunningGateway, model: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def models_config(fake_url: str, models: tuple[str, ...] = ("openai/gpt-4o", CLAUDE), extra: str = "",
-                  routing: str = "") -> str:
-    """gpt-4o-mini (the default) and `models` on the fake provider, no routes: a session is pinned to the
-    model its first request names (or the default). Without routes the router is cheap, so reloads are quick."""
-    entries = "".join(f"  - model: {m}\n    access_key: $TEST_OPENAI_KEY\n    base_url: {fake_url}\n" for m in models)
-    return (f"model_providers:\n  - model: openai/gpt-4o-mini\n    access_key: $TEST_OPENAI_KEY\n"
-            f"    base_url: {fake_url}\n    default: true\n{entries}{extra}{routing}")
+def models_config(models: tuple[str, ...] = ("openai/gpt-4o", CLAUDE), extra: str = "", routing: str = "") -> str:
+    """gpt-4o-mini (the default) and `models`, no routes, no keys or URLs: decisions only, so the gateway
+    starts and reloads quickly (no router to build, no provider library to import). A session is pinned
+    to the model its first request names, or to the default."""
+    entries = "".join(f"  - model: {m}\n" for m in models)
+    return f"model_providers:\n  - model: openai/gpt-4o-mini\n    default: true\n{entries}{extra}{routing}"
+
+
+def without_gpt_4o_with_a_new_model(routing: str = "") -> str:
+    return models_config((CLAUDE, NEW_MODEL), routing=routing)
 
 
 def wait_for_log(gw: RunningGateway, text: str, count: int = 1, timeout: float = 10) -> None:
@@ -49,21 +52,17 @@ def wait_for_log(gw: RunningGateway, text: str, count: int = 1, timeout: float =
         time.sleep(0.1)
 
 
-def without_gpt_4o_with_a_new_model(fake_url: str, routing: str = "") -> str:
-    return models_config(fake_url, (CLAUDE, NEW_MODEL), routing=routing)
-
-
 def gateway_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_sighup_reloads_keeping_pins_to_models_still_configured_and_dropping_the_others(start_gateway, fake_provider):
-    gw = start_gateway(models_config(fake_provider.url))
+def test_sighup_reloads_keeping_pins_to_models_still_configured_and_dropping_the_others(start_gateway):
+    gw = start_gateway(models_config())
     code = gw.decide(CODE_PROMPT, session="reload-code", model=CLAUDE).json()
     reasoning = gw.decide(REASONING_PROMPT, session="reload-reasoning", model="openai/gpt-4o").json()
     assert (code["model"], reasoning["model"]) == (CLAUDE, "openai/gpt-4o")
 
-    config_file(gw).write_text(without_gpt_4o_with_a_new_model(fake_provider.url))
+    config_file(gw).write_text(without_gpt_4o_with_a_new_model())
     gw.proc.send_signal(signal.SIGHUP)  # before reload support, SIGHUP's default action ended the process
     wait_for_model(gw, NEW_MODEL)
 
@@ -75,12 +74,11 @@ def test_sighup_reloads_keeping_pins_to_models_still_configured_and_dropping_the
     wait_for_log(gw, f"reloaded {config_file(gw)}")
 
 
-def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_keeps_serving(start_gateway,
-                                                                                            fake_provider):
-    gw = start_gateway(models_config(fake_provider.url))
+def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_keeps_serving(start_gateway):
+    gw = start_gateway(models_config())
     assert gw.decide(CODE_PROMPT, session="refused-reload", model=CLAUDE).json()["model"] == CLAUDE
     path = config_file(gw)
-    broken = models_config(fake_provider.url, extra="  - model: openai/broken\n    colour: red\n    timeout: soon\n")
+    broken = models_config(extra="  - model: openai/broken\n    colour: red\n    timeout: soon\n")
     path.write_text(broken)
 
     reload = gateway_cli("reload", str(path), "--url", gw.url)
@@ -96,7 +94,7 @@ def test_an_invalid_config_is_refused_with_the_check_problems_and_the_old_one_ke
     assert (pinned["model"], pinned["pinned"]) == (CLAUDE, True)
     assert "openai/broken" not in models(gw)
 
-    path.write_text(without_gpt_4o_with_a_new_model(fake_provider.url))
+    path.write_text(without_gpt_4o_with_a_new_model())
     fixed = gateway_cli("reload", str(path), "--url", gw.url)
     assert fixed.returncode == 0, fixed.stderr
     assert f"reloaded {path}" in fixed.stdout and NEW_MODEL in fixed.stdout
@@ -118,21 +116,21 @@ def both_workers(gw: RunningGateway) -> set[int]:
     return pids
 
 
-def test_sighup_to_the_supervisor_replaces_workers_with_a_valid_config_only(start_gateway, fake_provider):
+def test_sighup_to_the_supervisor_replaces_workers_with_a_valid_config_only(start_gateway):
     routing = "routing:\n  session_cache:\n    type: redis\n    url: redis://127.0.0.1:6379/13\n"
-    gw = start_gateway(models_config(fake_provider.url, routing=routing), args=("--workers", "2"))
+    gw = start_gateway(models_config(routing=routing), args=("--workers", "2"))
     session = f"workers-reload-{time.time_ns()}"
     assert gw.decide(CODE_PROMPT, session=session, model=CLAUDE).json()["model"] == CLAUDE
     old = both_workers(gw)
 
     path = config_file(gw)
-    path.write_text(models_config(fake_provider.url, extra="  - model: openai/x\n    colour: red\n", routing=routing))
+    path.write_text(models_config(extra="  - model: openai/x\n    colour: red\n", routing=routing))
     gw.proc.send_signal(signal.SIGHUP)
     wait_for_log(gw, "reload refused: the workers keep serving the previous config")
     assert "colour: unknown field" in gw.output()
     assert worker_pids(gw) <= old  # no worker was replaced
 
-    path.write_text(without_gpt_4o_with_a_new_model(fake_provider.url, routing))
+    path.write_text(without_gpt_4o_with_a_new_model(routing))
     gw.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 90
     while worker_pids(gw) & old:  # until every answer comes from a new worker
