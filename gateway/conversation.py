@@ -100,7 +100,9 @@ def ends_of(content: Any) -> str:
         parts = [part["text"] for part in content
                  if isinstance(part, dict) and part.get("type") in TEXT_PARTS and isinstance(part.get("text"), str)
                  and not is_harness_block(part["text"])]
-        return _ends("\n".join(_ends(p) for p in parts))
+        if len(parts) > 8:  # bounded work for any number of parts: the first and the last few
+            parts = parts[:4] + parts[-4:]
+        return _ends("\n\n".join(_ends(p) for p in parts))  # each part a paragraph of its own
     return ""
 
 

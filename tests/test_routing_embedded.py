@@ -269,3 +269,13 @@ def test_a_config_without_routes_loads_no_encoder(monkeypatch):
 
     monkeypatch.setattr(embedded, "load_encoder", refuse)
     assert EmbeddedRouter([]).decide(user("Write a Python function that merges two sorted lists.")) is None
+
+
+def test_a_question_in_the_last_of_many_content_parts_is_read(router):
+    """Each text part is a paragraph of its own, and only the first and last few are joined (bounded work)."""
+    from gateway.conversation import ends_of
+
+    parts = [{"type": "text", "text": "log line " * 500} for _ in range(20_000)]
+    parts.append({"type": "text", "text": "Translate the last paragraph into German."})
+    assert len(ends_of(parts)) <= 4100
+    assert router.decide(user(parts)) == "translation"
