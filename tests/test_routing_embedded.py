@@ -85,6 +85,15 @@ def test_routes_outside_the_builtin_intents_win_from_their_description(router, p
     assert router.decide(user(prompt)) == route
 
 
+@pytest.mark.parametrize("prompt, route", [
+    ("Write a Helm chart for the billing worker.", "devops"),  # "helm" is in the glossary, not the encoder
+    ("Design the schema for a library with books, loans and members.", "sql"),  # not a docs request
+])
+def test_jargon_a_route_names_counts_through_the_lexical_signal(router, prompt, route):
+    """Words the encoder places poorly decide through the n-grams a route's anchors share with them."""
+    assert router.decide(user(prompt)) == route
+
+
 def agent_turn(request: Any, tool_args: str, tool_output: str, system: str) -> list[dict[str, Any]]:
     return [
         {"role": "system", "content": system},

@@ -6,6 +6,9 @@ intent (data/intents.yaml) its description matches. The user's latest request
 is embedded and scored against each route's anchors; the built-in `none`
 intent (greetings, thanks, small talk) competes too and wins for requests that
 fit no route, and a confidence floor turns away text that resembles nothing.
+A lexical signal is added to each class's score: the share of the request's
+rarer character n-grams that the class's anchor texts hold, which carries the
+jargon the encoder places poorly ("helm", "CTE", "docstring").
 
 The encoder is Google's Universal Sentence Encoder, multilingual v3 (16
 languages in one space, so a Spanish or Japanese request lands where its
@@ -20,7 +23,7 @@ import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import yaml
@@ -46,6 +49,9 @@ NONE_MARGIN = 0.1  # a short follow-up must look this much more like chit-chat t
 MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
 SELF_SUFFICIENT = 0.5  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
+LEXICAL_WEIGHT = 0.25  # how much the lexical signal (shared rare character n-grams, 0..1) adds to a score
+NGRAM = 5  # characters per n-gram of the lexical signal (4 and 6 did worse on the tuning half)
+LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
 
 
 @lru_cache(maxsize=1)
@@ -93,6 +99,14 @@ def _route_text(name: str, description: str) -> str:
     return f"{name.replace('_', ' ').replace('-', ' ')}: {description}"
 
 
+class Reading(NamedTuple):
+    """What the router takes from one request text (cached per text)."""
+
+    vector: np.ndarray  # the encoder's unit vector
+    short: bool  # few enough tokens to be a follow-up that leans on the request before
+    lexical: np.ndarray  # per class, the share of the request's rare n-grams its anchors hold
+
+
 class EmbeddedRouter:
     """Nearest-anchor intent matching over multilingual sentence embeddings; no network."""
 
@@ -107,7 +121,7 @@ class EmbeddedRouter:
         self._encoder = load_encoder()
         self._tokenize = self._encoder._tokenizer.encode
         self._dims = int(self._encoder.encode("").shape[-1])
-        self._cache: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()
+        self._cache: OrderedDict[str, Reading] = OrderedDict()
         self._cache_lock = threading.Lock()
         # Two kinds of anchor per class: what the route says it is (its description, its
         # phrases) and prompts that belong to it (its `examples`, borrowed built-in prompts).
@@ -129,6 +143,7 @@ class EmbeddedRouter:
         # route written only as a description competes on equal terms with one that borrowed.
         self._described = self._block([self._embed_many(described[c]) for c in self.classes])
         self._examples = self._block([self._embed_many(examples[c] or described[c]) for c in self.classes])
+        self._lexicon = Lexicon([described[c] + examples[c] for c in self.classes])
 
     def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
         """One [classes, anchors, dims] array so scoring is a single matrix product.
@@ -159,9 +174,9 @@ class EmbeddedRouter:
                 model._encode_batch([ids], len(ids), out)
         return out[0]
 
-    def _embed(self, text: str) -> tuple[np.ndarray, bool]:
-        """One request's unit vector and whether it is short, remembered: agents resend the same
-        request with every tool result, and the encoder is the cost of a decision."""
+    def _embed(self, text: str) -> Reading:
+        """One request's reading, remembered: agents resend the same request with every tool
+        result, and the encoder is the cost of a decision."""
         with self._cache_lock:
             hit = self._cache.get(text)
             if hit is not None:
@@ -170,7 +185,7 @@ class EmbeddedRouter:
         ids = self._tokenize(text, out_type=int, add_bos=True, add_eos=True)
         if len(ids) > MAX_TOKENS:
             ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
-        entry = self._encode_ids(ids), len(ids) - 2 < SHORT_TURN_TOKENS
+        entry = Reading(self._encode_ids(ids), len(ids) - 2 < SHORT_TURN_TOKENS, self._lexicon.scores(text))
         with self._cache_lock:
             self._cache[text] = entry
             if len(self._cache) > CACHE_SIZE:
@@ -207,15 +222,13 @@ class EmbeddedRouter:
             nearest = (self._embed_many(prompts) @ route_vecs.T).argmax(axis=1)
             examples[route.name].extend(p for p, r in zip(prompts, nearest) if r == i)
 
-    def _vectors(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The latest request's vector, and for a short follow-up that vector leaning on the request before."""
+    def _readings(self, messages: list[dict[str, Any]]) -> tuple[Reading, Reading | None] | None:
+        """The latest request's reading, and for a short follow-up that of the request before."""
         request, earlier = latest_request(messages)
         if not request:
             return None
-        latest, short = self._embed(request)
-        if earlier and short:
-            return latest, _unit(latest + CONTEXT_WEIGHT * self._embed(earlier)[0])
-        return latest, None
+        latest = self._embed(request)
+        return latest, self._embed(earlier) if earlier and latest.short else None
 
     def _scores_of(self, q: np.ndarray) -> np.ndarray:
         """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
@@ -230,16 +243,21 @@ class EmbeddedRouter:
         """Each class's score for this conversation (routes plus 'none'), as `decide` weighs them."""
         if not self.routes:
             return {}
-        vectors = self._vectors(messages)
-        if vectors is None:
+        readings = self._readings(messages)
+        if readings is None:
             return {}
-        latest, followup = vectors
-        scores = self._scores_of(latest)
-        if followup is not None and not self._chit_chat(scores) and not self._clear(scores):
+        latest, earlier = readings
+        scores = self._scores_of(latest.vector)
+        if earlier is not None and not self._chit_chat(scores) and not self._clear(scores):
             # A follow-up such as "and in French?" is judged with its context; only a
-            # clear "thanks" or "ok" on its own ends the conversation's intent.
-            scores = self._scores_of(followup)
+            # clear "thanks" or "ok" on its own ends the conversation's intent. The
+            # earlier request's words count in the same proportion as its vector.
+            vector = _unit(latest.vector + CONTEXT_WEIGHT * earlier.vector)
+            lexical = (latest.lexical + CONTEXT_WEIGHT * earlier.lexical) / (1 + CONTEXT_WEIGHT)
+            scores = self._scores_of(vector) + LEXICAL_WEIGHT * lexical
             scores[self.classes.index(NONE)] = -np.inf
+        else:
+            scores += LEXICAL_WEIGHT * latest.lexical
         return dict(zip(self.classes, scores.tolist()))
 
     def _clear(self, scores: np.ndarray) -> bool:
@@ -263,3 +281,45 @@ class EmbeddedRouter:
         if best == NONE or scores[best] < MIN_SCORE:
             return None
         return best
+
+
+def _ngrams(text: str) -> set[str]:
+    """The character n-grams of a text's words (padded with spaces, so short words count too)."""
+    grams: set[str] = set()
+    for word in re.findall(r"\w+", text.lower()):
+        padded = f" {word} "
+        grams.update(padded[i: i + NGRAM] for i in range(max(len(padded) - NGRAM + 1, 1)))
+    return grams
+
+
+class Lexicon:
+    """Which classes' anchor texts share a request's rarer character n-grams.
+
+    The encoder places everyday words well but jargon poorly ("CTE", "helm",
+    "docstring" land near generic code); an n-gram that occurs in the anchors of
+    one or two classes only is strong evidence for them. Each n-gram weighs its
+    inverse class frequency, and a class's score is the share of the request's
+    known weight that it holds (0..1).
+    """
+
+    def __init__(self, documents: Sequence[Sequence[str]]) -> None:
+        members: dict[str, set[int]] = {}
+        for i, texts in enumerate(documents):
+            for gram in _ngrams(" ".join(texts)):
+                members.setdefault(gram, set()).add(i)
+        n = len(documents)
+        self._index = {gram: k for k, gram in enumerate(members)}
+        self._weights = np.zeros((len(members) + 1, n), dtype=np.float32)  # the last row: unknown n-grams
+        self._idf = np.zeros(len(members) + 1, dtype=np.float32)
+        for gram, k in self._index.items():
+            idf = float(np.log(n / len(members[gram])))
+            self._idf[k] = idf
+            self._weights[k, list(members[gram])] = idf
+        self._unknown = len(members)
+
+    def scores(self, text: str) -> np.ndarray:
+        rows = [self._index.get(g, self._unknown) for g in _ngrams(text[:LEXICAL_CHARS])]
+        total = float(self._idf[rows].sum()) if rows else 0.0
+        if total <= 0.0:
+            return np.zeros(self._weights.shape[1], dtype=np.float32)
+        return self._weights[rows].sum(axis=0) / total
