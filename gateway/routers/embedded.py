@@ -37,7 +37,7 @@ NONE = "none"
 
 # Chosen on the tuning half of the project's evaluation set (benchmarks/routing_eval.py --split tune); see README.
 TOP_K = 2  # a class's nearest-anchor score is the mean of its K best-matching anchors
-DESCRIPTION_WEIGHT = 0.2  # a class's score: this much from its description, the rest from its prompts
+DESCRIPTION_WEIGHT = 0.4  # a class's score: this much from its description, the rest from its prompts (0.2 before the lexical signal)
 MIN_SCORE = 0.10  # the confidence floor: below this no route is close enough to name
 BORROW_THRESHOLD = 0.45  # how alike a route and a built-in intent must be to borrow its prompts
 SHORT_TURN_TOKENS = 10  # a latest turn this short ("and in French?") leans on the request before it
@@ -45,7 +45,7 @@ CONTEXT_WEIGHT = 1.5  # how much of the earlier request such a follow-up takes
 PHRASE_MIN_CHARS = 3  # a description phrase this long is an anchor of its own ("Docker", "SQL")
 # Requests ask; descriptions name. Each phrase is also put the way a request would put it.
 TEMPLATES = ["help me with {}", "I have a question about {}"]
-NONE_MARGIN = 0.1  # a short follow-up must look this much more like chit-chat than a route to end the intent
+NONE_MARGIN = 0.15  # a short follow-up must look this much more like chit-chat than a route to end the intent
 MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
 SELF_SUFFICIENT = 0.5  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
