@@ -144,6 +144,9 @@ class EmbeddedRouter:
         self._described = self._block([self._embed_many(described[c]) for c in self.classes])
         self._examples = self._block([self._embed_many(examples[c] or described[c]) for c in self.classes])
         self._lexicon = Lexicon([described[c] + examples[c] for c in self.classes])
+        # Without the intent library a route's anchor text is one line against the dozens of
+        # `none` prompts, and the n-grams of everyday words would all count for `none`.
+        self._lexical_weight = LEXICAL_WEIGHT if use_builtin else 0.0
 
     def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
         """One [classes, anchors, dims] array so scoring is a single matrix product.
@@ -254,10 +257,10 @@ class EmbeddedRouter:
             # earlier request's words count in the same proportion as its vector.
             vector = _unit(latest.vector + CONTEXT_WEIGHT * earlier.vector)
             lexical = (latest.lexical + CONTEXT_WEIGHT * earlier.lexical) / (1 + CONTEXT_WEIGHT)
-            scores = self._scores_of(vector) + LEXICAL_WEIGHT * lexical
+            scores = self._scores_of(vector) + self._lexical_weight * lexical
             scores[self.classes.index(NONE)] = -np.inf
         else:
-            scores += LEXICAL_WEIGHT * latest.lexical
+            scores += self._lexical_weight * latest.lexical
         return dict(zip(self.classes, scores.tolist()))
 
     def _clear(self, scores: np.ndarray) -> bool:
