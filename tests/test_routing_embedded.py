@@ -266,7 +266,9 @@ def test_evaluation_set_accuracy_does_not_regress(router):
     correct = [router.decide(read(case, ctx)) == (None if case.expect == routing_eval.NONE else case.expect)
                for case in cases]
     assert len(cases) >= 400
-    assert sum(correct) / len(cases) >= 0.82
+    assert sum(correct) / len(cases) >= 0.88
+    held = [ok for ok, case in zip(correct, cases) if case.split == "held"]
+    assert sum(held) / len(held) >= 0.84  # the half no constant was chosen on
 
 
 def test_a_config_without_routes_loads_no_encoder(monkeypatch):
