@@ -8,7 +8,7 @@ intent (greetings, thanks, small talk) competes too and wins for requests that
 fit no route, and a confidence floor turns away text that resembles nothing.
 A lexical signal is added to each class's score: the share of the request's
 rarer character n-grams that the class's anchor texts hold, which carries the
-jargon the encoder places poorly ("helm", "CTE", "docstring").
+jargon the encoder places poorly ("helm", "Dockerfile", "docstring").
 
 The encoder is Google's Universal Sentence Encoder, multilingual v3 (16
 languages in one space, so a Spanish or Japanese request lands where its
@@ -298,7 +298,7 @@ def _ngrams(text: str) -> set[str]:
 class Lexicon:
     """Which classes' anchor texts share a request's rarer character n-grams.
 
-    The encoder places everyday words well but jargon poorly ("CTE", "helm",
+    The encoder places everyday words well but jargon poorly ("helm" and
     "docstring" land near generic code); an n-gram that occurs in the anchors of
     one or two classes only is strong evidence for them. Each n-gram weighs its
     inverse class frequency, and a class's score is the share of the request's
@@ -321,6 +321,8 @@ class Lexicon:
         self._unknown = len(members)
 
     def scores(self, text: str) -> np.ndarray:
+        """Per class, the share of the text's n-gram weight its anchors hold; n-grams no anchor has
+        weigh nothing (a request in another language is left to the encoder)."""
         rows = [self._index.get(g, self._unknown) for g in _ngrams(text[:LEXICAL_CHARS])]
         total = float(self._idf[rows].sum()) if rows else 0.0
         if total <= 0.0:
