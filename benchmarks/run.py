@@ -71,6 +71,18 @@ class Service:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def settle(self, idle_cpu: float = 0.05, window: float = 1.0, most: float = 20.0) -> None:
+        """Wait until the process is idle: a gateway may still be loading litellm in a background thread
+        after its first answer, and that start-up work is no part of what the cells measure."""
+        deadline = time.monotonic() + most
+        used = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(window)
+            now = self.cpu_seconds()
+            if now - used < idle_cpu:
+                return
+            used = now
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -382,6 +394,7 @@ def main() -> int:
         gw, _ = start("gateway", [py, "-m", "gateway", "up", str(config), "--port", str(gw_port)], gw_port, "/healthz",
                       env=gw_env)
         services.append(gw)
+        gw.settle()
         results["ready_s"] = statistics.median(ready)
         results["rss_idle_mib"] = gw.rss_mib()
         proxy = None
@@ -448,6 +461,7 @@ def main() -> int:
         slow_gw, _ = start("gateway_slow", [py, "-m", "gateway", "up", str(slow_config), "--port", str(slow_gw_port)],
                            slow_gw_port, "/healthz", env=gw_env, cpus=gateway_cpus)
         services.append(slow_gw)
+        slow_gw.settle()
         own_cpus = os.sched_getaffinity(0) if isolate else None
         if isolate:
             os.sched_setaffinity(0, load_cpus)

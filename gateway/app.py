@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -206,6 +207,7 @@ def create_app(config: Config, *, router: Router | None = None, store: PinStore 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("uvicorn.error").addFilter(_refused_websocket_noise)  # after uvicorn set up its logging
+        gc.freeze()  # what start-up built (config, router, its encoder) lives for good: kept out of every collection
         if litellm_loader.needed_by(config):
             # Seconds of CPU in a thread, begun once the server is up and has answered its first probes
             # (the thread holds the GIL at times); a translated request before then starts it itself.

@@ -15,6 +15,7 @@ that thread, nothing else does.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from concurrent.futures import Future
@@ -100,6 +101,11 @@ def _import() -> Any:
 
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # The import leaves millions of long-lived objects (model tables, pydantic classes) that
+    # every full garbage collection would walk again: measured on the byte relay, streamed
+    # requests cost 1.02 ms of CPU each with litellm loaded against 0.61 ms without, and
+    # 0.65 ms once these objects are frozen out of the collector's generations.
+    gc.freeze()
     return module
 
 
