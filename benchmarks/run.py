@@ -75,6 +75,7 @@ class Service:
         """Wait until the process is idle: a gateway may still be loading litellm in a background thread
         after its first answer, and that start-up work is no part of what the cells measure."""
         deadline = time.monotonic() + most
+        time.sleep(2.0)  # the gateway begins that import a second after its first answer
         used = self.cpu_seconds()
         while time.monotonic() < deadline:
             time.sleep(window)
