@@ -188,8 +188,10 @@ class Config:
     source: str = "<memory>"
     _lookup: dict[str, Provider] = field(default_factory=dict, repr=False)
     _patterns: list[tuple[str, Provider]] = field(default_factory=list, repr=False)
+    _routes: dict[str, Route] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self._routes = {r.name: r for r in self.routes}
         # Every spelling a request may use for a model: "openai/gpt-4o", "gpt-4o",
         # the provider's `name`, and aliases. Exact ids win over bare names.
         for p in reversed(self.providers):
@@ -210,6 +212,10 @@ class Config:
             if p.default:
                 return p
         return self.providers[0]
+
+    def route(self, name: str | None) -> Route | None:
+        """The configured route called `name`, if any."""
+        return self._routes.get(name) if name is not None else None
 
     def find(self, model: str) -> Provider | None:
         """The provider a request's `model` names (id, bare name, `name`, alias or alias glob), if any."""

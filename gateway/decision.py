@@ -257,7 +257,7 @@ class Decider:
         finally:
             if self._observe_router is not None:
                 self._observe_router(time.perf_counter() - started)
-        route = next((r for r in self.config.routes if r.name == route_name), None)
+        route = self.config.route(route_name)
         if route is None:
             self.stats.no_route += 1
             return Decision(fallback, None, False, session_id, "no_route")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +37,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from .pins import Pin
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as time_limit
-else:  # redis-py depends on async-timeout before 3.11
-    from async_timeout import timeout as time_limit
 
 log = logging.getLogger("gateway.pins.redis")
 
@@ -220,8 +214,6 @@ class RedisPinStore:
             health.probing = probe = True
         try:
             result = await self._bounded(command, *args)
-        except PinStoreBusy:
-            raise
         except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, TimeoutError) as exc:
             self._failed(health, node, exc)
             raise PinStoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
@@ -267,7 +259,7 @@ class RedisPinStore:
             await self._slots.acquire()  # free: taken at once, no timer to set up
             return
         try:
-            async with time_limit(OP_TIMEOUT):
+            async with asyncio.timeout(OP_TIMEOUT):
                 await self._slots.acquire()
         except (asyncio.TimeoutError, TimeoutError):
             log.debug("all %d redis connections busy for %.0f ms; this request goes unpinned",

@@ -142,6 +142,19 @@ def _check_unicode(body: Any) -> None:
             stack.extend((child, f"{where}[{i}]") for i, child in enumerate(value))
 
 
+def check_role(role: Any, allowed: set[str] | tuple[str, ...], where: str) -> None:
+    """BadRequest unless `role` is one of `allowed` (a list or object is no role, and unhashable)."""
+    if not isinstance(role, str) or role not in allowed:
+        raise BadRequest(f"{where}.role {role!r} is not one of: {', '.join(sorted(allowed))}", param=f"{where}.role")
+
+
+def check_content_parts(parts: list[Any], where: str) -> None:
+    """BadRequest unless every content part in `parts` is an object with a string `type`."""
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise BadRequest(f"{where}[{j}] must be a content part object with a `type`", param=f"{where}[{j}]")
+
+
 def check_stream_flag(body: dict[str, Any]) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -69,12 +70,13 @@ class FakeProvider:
         httpx.delete(f"{self.url}/_requests")
 
 
-@pytest.fixture(scope="session")
-def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProvider]:
+@contextmanager
+def fake_provider_process(directory: Path, *args: str) -> Iterator[FakeProvider]:
+    """The fake provider as a process on a free port (`args`: its options, e.g. --chunk-delay-ms)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("fake") / "fake_provider.log"
+    log = directory / "fake_provider.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.testing.fake_provider", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.testing.fake_provider", "--port", str(port), *args],
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -82,6 +84,12 @@ def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProv
         yield FakeProvider(url, proc, log)
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProvider]:
+    with fake_provider_process(tmp_path_factory.mktemp("fake")) as provider:
+        yield provider
 
 
 def provider_config(fake_url: str, routing: str = "", extra: str = "") -> str:

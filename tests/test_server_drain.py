@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -13,25 +11,16 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import SMALL_TALK, FakeProvider, free_port, provider_config, stop, wait_ready
+from conftest import SMALL_TALK, FakeProvider, fake_provider_process, provider_config
 
 CHUNKS, CHUNK_DELAY_MS = 8, 250  # each stream takes about 2 s after its first chunk
 
 
 @pytest.fixture(scope="module")
 def slow_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProvider]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("slow") / "fake_provider.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.testing.fake_provider", "--port", str(port),
-                                 "--chunks", str(CHUNKS), "--chunk-delay-ms", str(CHUNK_DELAY_MS)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/healthz", proc, log)
-        yield FakeProvider(url, proc, log)
-    finally:
-        stop(proc)
+    with fake_provider_process(tmp_path_factory.mktemp("slow"), "--chunks", str(CHUNKS),
+                               "--chunk-delay-ms", str(CHUNK_DELAY_MS)) as provider:
+        yield provider
 
 
 def stream_lines(url: str, started: threading.Event, lines: list[str], errors: list[Exception]) -> None:

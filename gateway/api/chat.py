@@ -44,17 +44,13 @@ def check_chat_body(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise BadRequest(f"{where} must be an object with `role` and `content`", param=where)
         role = message.get("role")
-        if not isinstance(role, str) or role not in ROLES:  # a list or object is no role (and unhashable)
-            raise BadRequest(f"{where}.role {role!r} is not one of: {', '.join(sorted(ROLES))}", param=f"{where}.role")
+        validation.check_role(role, ROLES, where)
         content = message.get("content")
         if content is None:
-            if role in ("user", "system", "developer") :
+            if role in ("user", "system", "developer"):
                 raise BadRequest(f"{where}.content is required for a {role} message", param=f"{where}.content")
         elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise BadRequest(f"{where}.content[{j}] must be an object with a `type`",
-                                     param=f"{where}.content[{j}]")
+            validation.check_content_parts(content, f"{where}.content")
         elif not isinstance(content, str):
             raise BadRequest(f"{where}.content must be a string or a list of content parts, "
                              f"got {type(content).__name__}", param=f"{where}.content")

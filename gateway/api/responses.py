@@ -82,15 +82,10 @@ def check_responses_body(body: dict[str, Any]) -> None:
                                  param=f"input[{i}]")
             content = item.get("content")
             if item.get("type", "message") == "message":
-                role = item.get("role")
-                if role is not None and (not isinstance(role, str) or role not in MESSAGE_ROLES):
-                    raise BadRequest(f"input[{i}].role {role!r} is not one of: {', '.join(MESSAGE_ROLES)}",
-                                     param=f"input[{i}].role")
+                if item.get("role") is not None:
+                    validation.check_role(item["role"], MESSAGE_ROLES, f"input[{i}]")
                 if isinstance(content, list):
-                    for j, part in enumerate(content):
-                        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                            raise BadRequest(f"input[{i}].content[{j}] must be a content part object with a `type`",
-                                             param=f"input[{i}].content[{j}]")
+                    validation.check_content_parts(content, f"input[{i}].content")
                 elif not isinstance(content, str):
                     raise BadRequest(f"input[{i}].content must be a string or a list of content parts",
                                      param=f"input[{i}].content")

@@ -45,6 +45,7 @@ class Forwarder:
         # formats match, litellm for everything else. Tests may pass their own.
         self.upstreams: list[Upstream] = upstreams or [RelayUpstream(chat=config.openai_relay), LitellmUpstream()]
         self.secrets = [p.access_key for p in config.providers if p.access_key]
+        self._chains: dict[tuple[str, str | None], list[Provider]] = {}  # (model, route) -> candidates
 
     def scrub(self, text: str) -> str:
         """`text` with every configured provider key masked."""
@@ -54,9 +55,16 @@ class Forwarder:
 
     def candidates(self, first: Provider, route: str | None = None) -> list[Provider]:
         """The chosen provider, then the rest of its route's `models` pool (Plano v0.4), then its
-        `fallbacks` (the default model if none are set), without repeats."""
+        `fallbacks` (the default model if none are set), without repeats; worked out once per pair."""
+        key = (first.model, route)
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = self._chain(first, route)
+        return chain
+
+    def _chain(self, first: Provider, route: str | None) -> list[Provider]:
         chain = [first]
-        pool = next((r for r in self.config.routes if r.name == route), None) if route else None
+        pool = self.config.route(route)
         if pool is not None and first.model in (pool.model, *pool.fallbacks):
             chain += [p for p in map(self.config.find, (pool.model, *pool.fallbacks)) if p is not None]
         if first.fallbacks is None:
