@@ -107,6 +107,14 @@ def worker_pids(gw: RunningGateway, answers: int = 12) -> set[int]:
             for _ in range(answers)}
 
 
+def live_workers(gw: RunningGateway) -> set[int]:
+    """The supervisor's child processes now, from the kernel (sampling answers can miss a live worker:
+    a shared listening socket need not spread fresh connections evenly). Besides the workers this may
+    include multiprocessing's helper process."""
+    pid = gw.proc.pid
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
 def both_workers(gw: RunningGateway) -> set[int]:
     deadline = time.monotonic() + 20
     pids: set[int] = set()
@@ -133,10 +141,12 @@ def test_with_workers_a_broken_config_keeps_them_and_a_valid_one_replaces_them(s
     path.write_text(without_gpt_4o_with_a_new_model(routing))
     asked = gateway_cli("reload", "--url", gw.url)  # reaches one worker, which checks and signals the supervisor
     assert asked.returncode == 0 and "the workers are being replaced one by one" in asked.stdout, asked.stderr
+    assert old <= live_workers(gw)
     deadline = time.monotonic() + 90
-    while worker_pids(gw) & old:  # until every answer comes from a new worker
+    while live_workers(gw) & old:  # until both old workers have been replaced and have exited
         assert gw.proc.poll() is None and time.monotonic() < deadline, gw.output()
         time.sleep(0.2)
+    assert not worker_pids(gw) & old
     assert NEW_MODEL in models(gw)
     kept = gw.decide(REASONING_PROMPT, session=session).json()
     assert (kept["model"], kept["pinned"]) == (CLAUDE, True)  # pins are in Redis: new workers see them
