@@ -5,6 +5,7 @@
     python benchmarks/routing_eval.py --no-builtin    # ... without the built-in intent library
     python benchmarks/routing_eval.py --split tune    # only the tuning half (or `held` for the held-out half)
     python benchmarks/routing_eval.py --wire messages # conversations in the Anthropic Messages shape (or responses)
+    python benchmarks/routing_eval.py --cases benchmarks/routing_fresh.yaml  # another file's cases, same routes
     python benchmarks/routing_eval.py --llm MODEL --base-url URL [--api-key-env VAR]
 
 Prints accuracy overall, per conversation shape, per language, per split and
@@ -57,9 +58,13 @@ class Case:
     text: str  # for listing mistakes
 
 
-def load_cases(path: Path = EVAL_SET) -> tuple[list[dict[str, Any]], list[Case], dict[str, Any]]:
-    """Routes, cases and the agent context (system prompt, tool outputs) of the evaluation set."""
+def load_cases(path: Path = EVAL_SET, cases_path: Path | None = None
+               ) -> tuple[list[dict[str, Any]], list[Case], dict[str, Any]]:
+    """Routes, cases and the agent context (system prompt, tool outputs) of the evaluation set;
+    with `cases_path`, that file's cases instead (same routes and tool outputs)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if cases_path is not None:
+        data["cases"] = yaml.safe_load(cases_path.read_text(encoding="utf-8"))["cases"]
     context = {"system": data["agent_system"],
                "outputs": {k: v * data["repeat"] for k, v in data["tool_outputs"].items()}}
     cases: list[Case] = []
@@ -273,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key-env", help="environment variable holding the LLM router's key")
     parser.add_argument("--mistakes", action="store_true", help="list every misrouted case")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--cases", type=Path, help="evaluate this file's `cases:` instead (e.g. benchmarks/"
+                        "routing_fresh.yaml, written blind after the router was tuned)")
     args = parser.parse_args(argv)
 
-    routes, cases, ctx = load_cases()
+    routes, cases, ctx = load_cases(cases_path=args.cases)
     if args.split != "all":
         cases = [c for c in cases if c.split == args.split]
     config = eval_config(routes, args.examples, args.llm, args.base_url, args.api_key_env)

@@ -52,6 +52,7 @@ CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same lat
 LEXICAL_WEIGHT = 0.25  # how much the lexical signal (shared rare character n-grams, 0..1) adds to a score
 NGRAM = 5  # characters per n-gram of the lexical signal (4 and 6 did worse on the tuning half)
 LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
+CUE_WEIGHT = 0.2  # added to a route whose borrowed intent's task words (`cues:`) the request holds
 
 
 @lru_cache(maxsize=1)
@@ -86,6 +87,20 @@ def builtin_intents() -> dict[str, tuple[str, tuple[str, ...]]]:
     return {name: (spec["description"], tuple(str(e) for e in spec["examples"])) for name, spec in raw.items()}
 
 
+@lru_cache(maxsize=1)
+def builtin_cues() -> dict[str, re.Pattern[str]]:
+    """intent -> one pattern of its task words (`cues:`), latin words matched whole, CJK anywhere."""
+    raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))["intents"]
+    return {name: re.compile("|".join(_cue(c) for c in spec["cues"]), re.IGNORECASE)
+            for name, spec in raw.items() if spec.get("cues")}
+
+
+def _cue(cue: str) -> str:
+    if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", cue):  # kana or CJK ideographs: no word boundaries
+        return f"(?:{cue})"
+    return rf"(?<!\w)(?:{cue})(?!\w)"
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.dot(v, v)) ** 0.5, 1e-9)
 
@@ -105,6 +120,7 @@ class Reading(NamedTuple):
     vector: np.ndarray  # the encoder's unit vector
     short: bool  # few enough tokens to be a follow-up that leans on the request before
     lexical: np.ndarray  # per class, the share of the request's rare n-grams its anchors hold
+    cues: np.ndarray  # per class, 1 where the request holds one of its task words
 
 
 class EmbeddedRouter:
@@ -147,6 +163,9 @@ class EmbeddedRouter:
         # Without the intent library a route's anchor text is one line against the dozens of
         # `none` prompts, and the n-grams of everyday words would all count for `none`.
         self._lexical_weight = LEXICAL_WEIGHT if use_builtin else 0.0
+        cues = builtin_cues() if use_builtin else {}
+        self._cues = [(i, cues[self.borrowed[c]]) for i, c in enumerate(self.classes)
+                      if self.borrowed.get(c) in cues]
 
     def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
         """One [classes, anchors, dims] array so scoring is a single matrix product.
@@ -188,12 +207,20 @@ class EmbeddedRouter:
         ids = self._tokenize(text, out_type=int, add_bos=True, add_eos=True)
         if len(ids) > MAX_TOKENS:
             ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
-        entry = Reading(self._encode_ids(ids), len(ids) - 2 < SHORT_TURN_TOKENS, self._lexicon.scores(text))
+        entry = Reading(self._encode_ids(ids), len(ids) - 2 < SHORT_TURN_TOKENS, self._lexicon.scores(text),
+                        self._cue_hits(text))
         with self._cache_lock:
             self._cache[text] = entry
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return entry
+
+    def _cue_hits(self, text: str) -> np.ndarray:
+        hits = np.zeros(len(self.classes), dtype=np.float32)
+        for i, pattern in self._cues:
+            if pattern.search(text, 0, LEXICAL_CHARS):
+                hits[i] = 1.0
+        return hits
 
     def _borrow(self, examples: dict[str, list[str]]) -> None:
         """Give each route the prompts of the built-in intent its description best matches.
@@ -257,10 +284,11 @@ class EmbeddedRouter:
             # earlier request's words count in the same proportion as its vector.
             vector = _unit(latest.vector + CONTEXT_WEIGHT * earlier.vector)
             lexical = (latest.lexical + CONTEXT_WEIGHT * earlier.lexical) / (1 + CONTEXT_WEIGHT)
-            scores = self._scores_of(vector) + self._lexical_weight * lexical
+            cues = np.maximum(latest.cues, earlier.cues)
+            scores = self._scores_of(vector) + self._lexical_weight * lexical + CUE_WEIGHT * cues
             scores[self.classes.index(NONE)] = -np.inf
         else:
-            scores += self._lexical_weight * latest.lexical
+            scores += self._lexical_weight * latest.lexical + CUE_WEIGHT * latest.cues
         return dict(zip(self.classes, scores.tolist()))
 
     def _clear(self, scores: np.ndarray) -> bool:
