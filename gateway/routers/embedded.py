@@ -71,8 +71,7 @@ def load_encoder() -> Any:
 def builtin_terms() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
     """(pattern matching a term's spellings as whole words, phrases about it) from the bundled data."""
     raw = yaml.safe_load(TERMS.read_text(encoding="utf-8"))["terms"]
-    return tuple((re.compile(r"(?<![\w/])(?:" + "|".join(re.escape(t) for t in spellings.split("|")) + r")(?![\w/])",
-                             re.IGNORECASE), tuple(phrases)) for spellings, phrases in raw.items())
+    return tuple((_spellings(spellings), tuple(phrases)) for spellings, phrases in raw.items())
 
 
 def term_phrases(description: str) -> list[str]:
@@ -88,11 +87,26 @@ def builtin_intents() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 @lru_cache(maxsize=1)
-def builtin_cues() -> dict[str, re.Pattern[str]]:
-    """intent -> one pattern of its task words (`cues:`), latin words matched whole, CJK anywhere."""
+def builtin_cues() -> dict[str, tuple[str, ...]]:
+    """intent -> its task words (`cues:`, regular expressions) from the bundled labelled data."""
     raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))["intents"]
-    return {name: re.compile("|".join(_cue(c) for c in spec["cues"]), re.IGNORECASE)
-            for name, spec in raw.items() if spec.get("cues")}
+    return {name: tuple(spec["cues"]) for name, spec in raw.items() if spec.get("cues")}
+
+
+@lru_cache(maxsize=1)
+def builtin_term_cues() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    """(pattern matching a term's spellings, words that ask for that kind of document) from terms.yaml."""
+    raw = yaml.safe_load(TERMS.read_text(encoding="utf-8")).get("cues") or {}
+    return tuple((_spellings(spellings), tuple(cues)) for spellings, cues in raw.items())
+
+
+def _spellings(spellings: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w/])(?:" + "|".join(re.escape(t) for t in spellings.split("|")) + r")(?![\w/])",
+                      re.IGNORECASE)
+
+
+def _cue_pattern(cues: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("|".join(_cue(c) for c in cues), re.IGNORECASE)
 
 
 def _cue(cue: str) -> str:
@@ -163,9 +177,7 @@ class EmbeddedRouter:
         # Without the intent library a route's anchor text is one line against the dozens of
         # `none` prompts, and the n-grams of everyday words would all count for `none`.
         self._lexical_weight = LEXICAL_WEIGHT if use_builtin else 0.0
-        cues = builtin_cues() if use_builtin else {}
-        self._cues = [(i, cues[self.borrowed[c]]) for i, c in enumerate(self.classes)
-                      if self.borrowed.get(c) in cues]
+        self._cues = self._route_cues() if use_builtin else []
 
     def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
         """One [classes, anchors, dims] array so scoring is a single matrix product.
@@ -215,10 +227,25 @@ class EmbeddedRouter:
                 self._cache.popitem(last=False)
         return entry
 
+    def _route_cues(self) -> list[tuple[int, re.Pattern[str]]]:
+        """(class index, pattern) for each route with task words: those of the intent it borrowed,
+        and those of the kinds of document its description names (a README, a changelog)."""
+        intents = builtin_cues()
+        found = []
+        for route in self.routes:
+            cues = list(intents.get(self.borrowed.get(route.name, ""), ()))
+            cues += [c for pattern, words in builtin_term_cues() if pattern.search(route.description) for c in words]
+            if cues:
+                found.append((self.classes.index(route.name), _cue_pattern(cues)))
+        return found
+
     def _cue_hits(self, text: str) -> np.ndarray:
+        """1 for each route whose task words the request holds. Only its opening and closing
+        characters are read: a question comes before or after what it pastes."""
         hits = np.zeros(len(self.classes), dtype=np.float32)
+        ends = (text,) if len(text) <= 2 * LEXICAL_CHARS else (text[:LEXICAL_CHARS], text[-LEXICAL_CHARS:])
         for i, pattern in self._cues:
-            if pattern.search(text, 0, LEXICAL_CHARS):
+            if any(pattern.search(end) for end in ends):
                 hits[i] = 1.0
         return hits
 
