@@ -94,6 +94,38 @@ def test_jargon_a_route_names_counts_through_the_lexical_signal(router, prompt, 
     assert router.decide(user(prompt)) == route
 
 
+@pytest.mark.parametrize("prompt, route", [
+    ("Weigh Terraform against Pulumi for a team of four and tell me which to adopt.", "complex_reasoning"),
+    ("tl;dr of this kubectl describe output, one line per pod please", "summarization"),
+    ("Put this Helm error message into Spanish: 'release failed: timed out waiting for the condition'",
+     "translation"),
+    ("a limerick about a Kubernetes pod that keeps restarting", "creative_writing"),
+    ("Write a README for our Terraform module that sets up the VPC.", "docs"),
+    ("Vergleiche zwei Cloud-Anbieter für unser Team und empfiehl einen.", "complex_reasoning"),
+    ("このサーバーログを要約してください。", "summarization"),
+])
+def test_what_is_asked_outweighs_the_subject_it_is_asked_about(router, prompt, route):
+    """Task words (comparing, summarizing, translating, a poem, a README) decide over a subject that
+    belongs to another configured route; the encoder alone places these by their subject."""
+    assert router.decide(user(prompt)) == route
+
+
+def test_task_words_count_only_for_a_route_whose_intent_or_description_has_them():
+    """A route that borrowed no built-in intent with task words, and names no document kind, gets no cue."""
+    router = EmbeddedRouter([Route("devops", ROUTES["devops"], "openai/a"),
+                             Route("support", "answering customer questions about orders and refunds", "openai/b")])
+    reading = router._embed("summarize and compare this, then translate the README")
+    assert not reading.cues.any()
+
+
+def test_task_words_match_whole_words_and_are_read_at_both_ends_of_a_paste(router):
+    summarization = router.classes.index("summarization")
+    assert not router._embed("the summaryline field is empty")._asdict()["cues"][summarization]
+    assert router._embed("Summarize this for me")._asdict()["cues"][summarization]
+    pasted_after = TRACEBACK + "\n\nCan you summarize what happened here?"
+    assert router._embed(pasted_after).cues[summarization]
+
+
 def agent_turn(request: Any, tool_args: str, tool_output: str, system: str) -> list[dict[str, Any]]:
     return [
         {"role": "system", "content": system},
@@ -256,7 +288,8 @@ def test_every_request_shape_reads_a_question_asked_after_a_long_paste(router, w
 
 
 def test_evaluation_set_accuracy_does_not_regress(router):
-    """The figures the README reports, as a floor a few points under them (benchmarks/routing_eval.py)."""
+    """The issue's targets, which the README's figures clear by a few cases: 92% overall, 85% on every
+    conversation shape and language group, 80% recall on every route (benchmarks/routing_eval.py)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import routing_eval
 
@@ -266,9 +299,18 @@ def test_evaluation_set_accuracy_does_not_regress(router):
     correct = [router.decide(read(case, ctx)) == (None if case.expect == routing_eval.NONE else case.expect)
                for case in cases]
     assert len(cases) >= 400
-    assert sum(correct) / len(cases) >= 0.88
-    held = [ok for ok, case in zip(correct, cases) if case.split == "held"]
-    assert sum(held) / len(held) >= 0.84  # the half no constant was chosen on
+
+    def share(keep: Any) -> float:
+        picked = [ok for ok, case in zip(correct, cases) if keep(case)]
+        return sum(picked) / len(picked)
+
+    assert share(lambda c: True) >= 0.92
+    assert share(lambda c: c.split == "held") >= 0.90  # the half no constant was chosen on
+    for shape in {c.shape for c in cases}:
+        assert share(lambda c: c.shape == shape) >= 0.85, shape
+    assert share(lambda c: c.lang == "en") >= 0.85 and share(lambda c: c.lang != "en") >= 0.85
+    for route in {c.expect for c in cases}:
+        assert share(lambda c: c.expect == route) >= 0.80, route
 
 
 def test_a_config_without_routes_loads_no_encoder(monkeypatch):
