@@ -7,7 +7,11 @@ p50/p99/max in microseconds for the router alone, cold (every decision sees a
 latest request it has not embedded before) and warm (the same conversation
 again, as an agent resends it with each tool result), and for the full
 decision path (the router plus pin-store bookkeeping) on a fresh route and a
-pinned hit.
+pinned hit. It starts with two readings of the machine, so figures taken on
+different machines can be told apart: how long a small pure-Python loop
+takes, and how fast numpy reads 16 MB (the encoder streams its 13.5 MB of
+float32 weights for every request it has not seen; where they do not stay in
+the processor's cache, that read is most of a new request's cost).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import resource
 import statistics
 import sys
 import time
+import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,10 +60,21 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {statistics.median(s) * 1e6:7.1f} us   p99 {p99 * 1e6:7.1f} us   max {s[-1] * 1e6:7.1f} us"
 
 
+def machine() -> str:
+    import numpy as np
+
+    loop = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
+    block = np.ones(4 * 1024 * 1024, dtype=np.float32)  # 16 MB
+    block.sum()
+    reads = min(timeit.repeat(block.sum, number=50, repeat=5)) / 50
+    return f"machine: sum(range(1000)) {loop * 1e6:.1f} us, numpy reads 16 MB at {block.nbytes / reads / 1e9:.1f} GB/s"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5000)
     args = parser.parse_args()
+    print(machine())
     providers = [{"model": "openai/default", "default": True}] + [
         {"model": f"openai/m-{name}", "routing_preferences": [{"name": name, "description": desc}]}
         for name, desc in ROUTES]
