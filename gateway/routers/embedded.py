@@ -8,7 +8,11 @@ intent (greetings, thanks, small talk) competes too and wins for requests that
 fit no route, and a confidence floor turns away text that resembles nothing.
 A lexical signal is added to each class's score: the share of the request's
 rarer character n-grams that the class's anchor texts hold, which carries the
-jargon the encoder places poorly ("helm", "Dockerfile", "docstring").
+jargon the encoder places poorly ("helm", "Dockerfile", "docstring"). And a
+route gains a fixed amount when the request holds one of its task words (the
+`cues:` of the intent it borrowed, or of a kind of document its description
+names): the encoder places "compare these two clouds" by its subject, and the
+task words are what say that the request asks for a comparison.
 
 The encoder is Google's Universal Sentence Encoder, multilingual v3 (16
 languages in one space, so a Spanish or Japanese request lands where its
