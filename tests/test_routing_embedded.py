@@ -118,12 +118,35 @@ def test_task_words_count_only_for_a_route_whose_intent_or_description_has_them(
     assert not reading.cues.any()
 
 
-def test_task_words_match_whole_words_and_are_read_at_both_ends_of_a_paste(router):
+@pytest.mark.parametrize("prompt, not_cued", [
+    ("The React Query hook refetches on every window focus, how do I stop it?", "sql"),
+    ("my media query for mobile is ignored in Safari", "sql"),
+    ("Pourquoi ma requête POST renvoie 403 ?", "sql"),
+    ("what do consultants charge for a data migration", "sql"),
+    ("document.getElementById returns null in my script", "docs"),
+    ("justify-content: center does not center my flex items", "complex_reasoning"),
+    ("kubectl rollout resume deployment/web hangs", "summarization"),
+    ("convert 1994 to Roman numerals", "creative_writing"),
+    ("we need a novel approach to caching here", "creative_writing"),
+    ("Answer in English please: what does this error mean?", "translation"),
+    ("explain the implementation of this LRU cache", "code_generation"),
+])
+def test_task_words_are_not_subjects_or_parts_of_other_words(router, prompt, not_cued):
+    """A cue must ask for the route's task: "query" in React Query, "document" in document.getElementById,
+    a CSS property or a kubectl verb are not requests for SQL, docs, reasoning or a summary."""
+    assert not router._embed(prompt).cues[router.classes.index(not_cued)]
+
+
+def test_task_words_match_whole_words_in_latin_scripts_and_anywhere_in_cjk(router):
     summarization = router.classes.index("summarization")
-    assert not router._embed("the summaryline field is empty")._asdict()["cues"][summarization]
-    assert router._embed("Summarize this for me")._asdict()["cues"][summarization]
-    pasted_after = TRACEBACK + "\n\nCan you summarize what happened here?"
-    assert router._embed(pasted_after).cues[summarization]
+    assert not router._embed("the summaryline field is empty").cues[summarization]
+    assert router._embed("Summarize this for me").cues[summarization]
+    assert router._embed("请总结这份报告").cues[summarization]
+
+
+def test_a_task_word_in_a_question_after_a_long_paste_counts(router):
+    """The request is the question after the traceback; its "tl;dr" decides (without it: code_generation)."""
+    assert router.decide(user(TRACEBACK + "\n\ntl;dr of this log for the standup, please")) == "summarization"
 
 
 def agent_turn(request: Any, tool_args: str, tool_output: str, system: str) -> list[dict[str, Any]]:
@@ -226,6 +249,23 @@ def test_a_new_request_is_encoded_off_the_event_loop_and_a_remembered_one_on_it(
     assert route == again == "code_generation"
     assert threads and all(name.startswith("router-encoder") for name in threads)
     assert ticks >= 10  # the loop ran on through the 0.3 s the encoder took
+
+
+def test_an_agents_next_step_is_decided_on_the_loop_when_its_requests_are_remembered(router, monkeypatch):
+    """Two user turns, the latest one long (so the earlier is never read): once the latest is
+    remembered, later tool steps go nowhere near the encoder thread."""
+    conversation = [{"role": "user", "content": "Set up the nightly backup job for the reporting database."},
+                    {"role": "assistant", "content": "Done: a cron entry runs pg_dump at 02:00."},
+                    {"role": "user", "content": "Now write a Python function that checks yesterday's dump exists "
+                                                "and is larger than the one before, unique-51d0."}]
+    first = run(router.route(conversation))
+    readings = router._readings
+    hops: list[str] = []
+    monkeypatch.setattr(router, "_readings", lambda *a: hops.append("thread") or readings(*a))
+    for step in range(3):
+        conversation = conversation + [{"role": "tool", "tool_call_id": f"c{step}", "content": "ok"}]
+        assert run(router.route(conversation)) == first
+    assert hops == []
 
 
 def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):

@@ -130,6 +130,7 @@ def test_with_workers_a_broken_config_keeps_them_and_a_valid_one_replaces_them(s
     session = f"workers-reload-{time.time_ns()}"
     assert gw.decide(CODE_PROMPT, session=session, model=CLAUDE).json()["model"] == CLAUDE
     old = both_workers(gw)
+    assert old <= live_workers(gw)  # the kernel's list of children holds the workers (it is what the wait below reads)
 
     path = config_file(gw)
     path.write_text(models_config(extra="  - model: openai/x\n    colour: red\n", routing=routing))
@@ -141,7 +142,6 @@ def test_with_workers_a_broken_config_keeps_them_and_a_valid_one_replaces_them(s
     path.write_text(without_gpt_4o_with_a_new_model(routing))
     asked = gateway_cli("reload", "--url", gw.url)  # reaches one worker, which checks and signals the supervisor
     assert asked.returncode == 0 and "the workers are being replaced one by one" in asked.stdout, asked.stderr
-    assert old <= live_workers(gw)
     deadline = time.monotonic() + 90
     while live_workers(gw) & old:  # until both old workers have been replaced and have exited
         assert gw.proc.poll() is None and time.monotonic() < deadline, gw.output()

