@@ -271,11 +271,32 @@ def test_an_agents_next_step_is_decided_on_the_loop_when_its_requests_are_rememb
 def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):
     seen = []
     encode = router._encode_ids
-    monkeypatch.setattr(router, "_encode_ids", lambda ids: seen.append(len(ids)) or encode(ids))
+    monkeypatch.setattr(router, "_encode_ids", lambda batch: seen.extend(map(len, batch)) or encode(batch))
     router.decide(user("Please write a function that " + "carefully checks every field " * 60))
     from gateway.routers.embedded import MAX_TOKENS
 
-    assert seen and seen[0] == MAX_TOKENS
+    assert seen == [MAX_TOKENS]
+
+
+def test_new_requests_that_arrive_together_are_encoded_in_one_pass_each_as_on_its_own(router, monkeypatch):
+    """A pass reads all the weights, so waiting requests share one; each still gets its own vector."""
+    import asyncio
+
+    import numpy as np
+
+    prompts = [f"Translate the release announcement into Portuguese, draft {i}-a81f." for i in range(6)]
+    alone = [router._encode_ids([router._ids(p)])[0] for p in prompts]
+    passes: list[int] = []
+    encode = router._encode_ids
+    monkeypatch.setattr(router, "_encode_ids", lambda batch: passes.append(len(batch)) or encode(batch))
+
+    async def together() -> list[str | None]:
+        return list(await asyncio.gather(*(router.route(user(p)) for p in prompts)))
+
+    assert run(together()) == ["translation"] * len(prompts)
+    assert passes and sum(passes) == len(prompts) and len(passes) < len(prompts)  # at most the first goes alone
+    for prompt, vector in zip(prompts, alone):
+        assert np.allclose(router._cache[prompt].vector, vector, atol=1e-5)
 
 
 # -- through the app: the three request shapes ---------------------------------------------------------------

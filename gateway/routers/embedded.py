@@ -57,6 +57,7 @@ NONE_MARGIN = 0.15  # a short follow-up must look this much more like chit-chat 
 MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
 SELF_SUFFICIENT = 0.5  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
+BATCH = 16  # new requests encoded together at most: one read of the weights serves them all
 LEXICAL_WEIGHT = 0.25  # how much the lexical signal (shared rare character n-grams, 0..1) adds to a score
 NGRAM = 5  # characters per n-gram of the lexical signal (4 and 6 did worse on the tuning half)
 LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
@@ -202,6 +203,9 @@ class EmbeddedRouter:
         self._dims = int(self._encoder.encode("").shape[-1])
         self._cache: OrderedDict[str, Reading] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # Requests waiting for the encoder thread, and whether a batch is on its way there.
+        self._waiting: list[tuple[list[str], asyncio.Future[None]]] = []
+        self._encoding = False
         # Two kinds of anchor per class: what the route says it is (its description, its
         # phrases) and prompts that belong to it (its `examples`, borrowed built-in prompts).
         described: dict[str, list[str]] = {}
@@ -244,13 +248,21 @@ class EmbeddedRouter:
     def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._encoder.encode(list(texts)), dtype=np.float32)
 
-    def _encode_ids(self, ids: list[int]) -> np.ndarray:
-        """The encoder's forward pass on token ids we already have (the package's own batch step;
-        the process runs BLAS on one thread, see `load_encoder`): the request is tokenized once,
-        and capped in tokens, since the encoder's time grows with them."""
-        out = np.empty((1, self._dims), dtype=np.float32)
-        self._encoder._model._encode_batch([ids], len(ids), out)
-        return out[0]
+    def _encode_ids(self, batch: list[list[int]]) -> np.ndarray:
+        """The encoder's forward pass on token ids we already have, one row per request (the
+        package's own batch step, which keeps requests apart; the process runs BLAS on one
+        thread, see `load_encoder`). A pass reads all 13.5 MB of weights however few tokens it
+        has, so requests that arrive together are encoded together."""
+        out = np.empty((len(batch), self._dims), dtype=np.float32)
+        self._encoder._model._encode_batch(batch, sum(map(len, batch)), out)
+        return out
+
+    def _ids(self, text: str) -> list[int]:
+        """A request's token ids, capped: the encoder's time grows with them."""
+        ids = self._tokenize(text, out_type=int, add_bos=True, add_eos=True)
+        if len(ids) > MAX_TOKENS:
+            ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
+        return ids
 
     def _embed(self, text: str) -> Reading:
         """One request's reading, remembered: agents resend the same request with every tool
@@ -260,16 +272,59 @@ class EmbeddedRouter:
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        ids = self._tokenize(text, out_type=int, add_bos=True, add_eos=True)
-        if len(ids) > MAX_TOKENS:
-            ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
-        entry = Reading(self._encode_ids(ids), len(ids) - 2 < SHORT_TURN_TOKENS, self._lexicon.scores(text),
-                        self._cue_hits(text))
+        return self._embed_new([text])[0]
+
+    def _embed_new(self, texts: list[str]) -> list[Reading]:
+        """Readings of requests not remembered yet, in one pass of the encoder, remembered."""
+        ids = [self._ids(text) for text in texts]
+        vectors = self._encode_ids(ids)
+        readings = [Reading(vector, len(i) - 2 < SHORT_TURN_TOKENS, self._lexicon.scores(text), self._cue_hits(text))
+                    for text, i, vector in zip(texts, ids, vectors)]
         with self._cache_lock:
-            self._cache[text] = entry
-            if len(self._cache) > CACHE_SIZE:
+            for text, reading in zip(texts, readings):
+                self._cache[text] = reading
+                self._cache.move_to_end(text)
+            while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return entry
+        return readings
+
+    def _embed_all(self, texts: list[str]) -> None:
+        """Remember every request of `texts` (on the encoder thread), BATCH at a time."""
+        with self._cache_lock:
+            todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        for start in range(0, len(todo), BATCH):
+            self._embed_new(todo[start: start + BATCH])
+
+    async def _encoded(self, texts: list[str]) -> None:
+        """Until `texts` are remembered. Requests that wait meanwhile go to the encoder thread
+        together, as one batch, when the one before it is done."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((texts, done))
+        if not self._encoding:
+            self._encoding = True
+            loop.create_task(self._encode_waiting())
+        await done
+
+    async def _encode_waiting(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                texts = [t for texts, _ in batch for t in texts]
+                work = functools.partial(contextvars.copy_context().run, self._embed_all, texts)
+                try:
+                    await loop.run_in_executor(ENCODER_THREAD, work)
+                except Exception as exc:  # each waiting request fails with it, and the next batch still runs
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():  # a request that was cancelled meanwhile has its future cancelled
+                        done.set_result(None)
+        finally:
+            self._encoding = False
 
     def _route_cues(self) -> list[tuple[int, Cues]]:
         """(class index, pattern) for each route with task words: those of the intent it borrowed,
@@ -391,8 +446,10 @@ class EmbeddedRouter:
             return None
         readings = self._remembered(request, earlier)
         if readings is None:
-            work = functools.partial(contextvars.copy_context().run, self._readings, request, earlier)
-            readings = await asyncio.get_running_loop().run_in_executor(ENCODER_THREAD, work)
+            # The request before is encoded too, though only a short latest turn reads it: it
+            # rides in the same pass, and whether the latest is short is known only after.
+            await self._encoded([request, earlier] if earlier else [request])
+            readings = self._remembered(request, earlier) or self._readings(request, earlier)
         return self._pick(self._score(*readings))
 
     def decide(self, messages: list[dict[str, Any]]) -> str | None:
