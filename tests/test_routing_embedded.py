@@ -268,6 +268,26 @@ def test_an_agents_next_step_is_decided_on_the_loop_when_its_requests_are_rememb
     assert hops == []
 
 
+def test_a_cancelled_request_leaves_the_encoder_queue_serving_the_next(router, monkeypatch):
+    """A client that goes away while its request waits for the encoder takes nothing down with it."""
+    import asyncio
+    import time
+
+    encode = router._encode_ids
+    monkeypatch.setattr(router, "_encode_ids", lambda batch: time.sleep(0.2) or encode(batch))
+
+    async def scenario() -> str | None:
+        gone = asyncio.create_task(router.route(user("Write a Go HTTP handler for uploads, unique-2b7c.")))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return await asyncio.wait_for(router.route(user("Summarize the meeting notes below, unique-2b7d.")), 10)
+
+    assert run(scenario()) == "summarization"
+    assert run(router.route(user("Translate this paragraph into French, unique-2b7e."))) == "translation"  # a new loop
+
+
 def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):
     seen = []
     encode = router._encode_ids

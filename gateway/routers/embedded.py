@@ -205,7 +205,7 @@ class EmbeddedRouter:
         self._cache_lock = threading.Lock()
         # Requests waiting for the encoder thread, and whether a batch is on its way there.
         self._waiting: list[tuple[list[str], asyncio.Future[None]]] = []
-        self._encoding = False
+        self._encoding: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
         # Two kinds of anchor per class: what the route says it is (its description, its
         # phrases) and prompts that belong to it (its `examples`, borrowed built-in prompts).
         described: dict[str, list[str]] = {}
@@ -301,13 +301,13 @@ class EmbeddedRouter:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._waiting.append((texts, done))
-        if not self._encoding:
-            self._encoding = True
-            loop.create_task(self._encode_waiting())
+        if self._encoding is None:
+            self._encoding = loop.create_task(self._encode_waiting())
         await done
 
     async def _encode_waiting(self) -> None:
         loop = asyncio.get_running_loop()
+        batch: list[tuple[list[str], asyncio.Future[None]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
@@ -324,7 +324,11 @@ class EmbeddedRouter:
                     if not done.done():  # a request that was cancelled meanwhile has its future cancelled
                         done.set_result(None)
         finally:
-            self._encoding = False
+            # Cancelled (the loop is shutting down): nobody is left waiting for an answer.
+            for _, done in batch + self._waiting:
+                done.cancel()
+            self._waiting = []
+            self._encoding = None
 
     def _route_cues(self) -> list[tuple[int, Cues]]:
         """(class index, pattern) for each route with task words: those of the intent it borrowed,
