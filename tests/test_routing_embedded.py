@@ -268,6 +268,23 @@ def test_an_agents_next_step_is_decided_on_the_loop_when_its_requests_are_rememb
     assert hops == []
 
 
+def test_the_encoder_thread_encodes_the_turn_before_only_for_a_short_follow_up(router, monkeypatch):
+    """Every multi-turn request has a turn before; only a short latest turn reads it, so only then is it encoded."""
+    encoded: list[str] = []
+    new = router._embed_new
+    monkeypatch.setattr(router, "_embed_new", lambda texts: encoded.extend(texts) or new(texts))
+    first = "Write a SQL query that lists customers with no orders this year, unique-77a1."
+    long_turn = [{"role": "user", "content": first}, {"role": "assistant", "content": "Here it is."},
+                 {"role": "user", "content": "Write a limerick about a database migration that went wrong, unique-77a2."}]
+    assert run(router.route(long_turn)) == "creative_writing"
+    assert encoded == [long_turn[-1]["content"]]
+
+    encoded.clear()
+    follow_up = long_turn[:2] + [{"role": "user", "content": "now for Postgres"}]
+    assert run(router.route(follow_up)) == "sql"  # read with the request before
+    assert encoded == ["now for Postgres", first]
+
+
 def test_a_cancelled_request_leaves_the_encoder_queue_serving_the_next(router, monkeypatch):
     """A client that goes away while its request waits for the encoder takes nothing down with it."""
     import asyncio

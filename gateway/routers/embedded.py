@@ -92,10 +92,15 @@ def load_encoder() -> Any:
     return encoder
 
 
+@lru_cache(maxsize=None)
+def _bundled(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 @lru_cache(maxsize=1)
 def builtin_terms() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
     """(pattern matching a term's spellings as whole words, phrases about it) from the bundled data."""
-    raw = yaml.safe_load(TERMS.read_text(encoding="utf-8"))["terms"]
+    raw = _bundled(TERMS)["terms"]
     return tuple((_spellings(spellings), tuple(phrases)) for spellings, phrases in raw.items())
 
 
@@ -107,21 +112,21 @@ def term_phrases(description: str) -> list[str]:
 @lru_cache(maxsize=1)
 def builtin_intents() -> dict[str, tuple[str, tuple[str, ...]]]:
     """name -> (description, examples) from the bundled labelled data."""
-    raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))["intents"]
+    raw = _bundled(DATA)["intents"]
     return {name: (spec["description"], tuple(str(e) for e in spec["examples"])) for name, spec in raw.items()}
 
 
 @lru_cache(maxsize=1)
 def builtin_cues() -> dict[str, tuple[str, ...]]:
     """intent -> its task words (`cues:`, regular expressions) from the bundled labelled data."""
-    raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))["intents"]
+    raw = _bundled(DATA)["intents"]
     return {name: tuple(spec["cues"]) for name, spec in raw.items() if spec.get("cues")}
 
 
 @lru_cache(maxsize=1)
 def builtin_term_cues() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
     """(pattern matching a term's spellings, words that ask for that kind of document) from terms.yaml."""
-    raw = yaml.safe_load(TERMS.read_text(encoding="utf-8")).get("cues") or {}
+    raw = _bundled(TERMS).get("cues") or {}
     return tuple((_spellings(spellings), tuple(cues)) for spellings, cues in raw.items())
 
 
@@ -203,8 +208,8 @@ class EmbeddedRouter:
         self._dims = int(self._encoder.encode("").shape[-1])
         self._cache: OrderedDict[str, Reading] = OrderedDict()
         self._cache_lock = threading.Lock()
-        # Requests waiting for the encoder thread, and whether a batch is on its way there.
-        self._waiting: list[tuple[list[str], asyncio.Future[None]]] = []
+        # (request, request before) pairs waiting for the encoder thread, and the task taking them there.
+        self._waiting: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
         self._encoding: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
         # Two kinds of anchor per class: what the route says it is (its description, its
         # phrases) and prompts that belong to it (its `examples`, borrowed built-in prompts).
@@ -288,31 +293,39 @@ class EmbeddedRouter:
                 self._cache.popitem(last=False)
         return readings
 
-    def _embed_all(self, texts: list[str]) -> None:
-        """Remember every request of `texts` (on the encoder thread), BATCH at a time."""
+    def _embed_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Remember what `_readings` reads for each (request, request before) pair, on the encoder
+        thread, BATCH requests a pass: the requests first, then the earlier requests of those that
+        turned out short (only a short follow-up reads the turn before)."""
+        self._embed_missing([request for request, _ in pairs])
+        with self._cache_lock:
+            earlier = [e for r, e in pairs if e and (hit := self._cache.get(r)) is not None and hit.short]
+        self._embed_missing(earlier)
+
+    def _embed_missing(self, texts: list[str]) -> None:
         with self._cache_lock:
             todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         for start in range(0, len(todo), BATCH):
             self._embed_new(todo[start: start + BATCH])
 
-    async def _encoded(self, texts: list[str]) -> None:
-        """Until `texts` are remembered. Requests that wait meanwhile go to the encoder thread
-        together, as one batch, when the one before it is done."""
+    async def _encoded(self, request: str, earlier: str) -> None:
+        """Until what `_readings` needs is remembered. Requests that wait meanwhile go to the
+        encoder thread together, as one batch, when the one before it is done."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._waiting.append((texts, done))
+        self._waiting.append(((request, earlier), done))
         if self._encoding is None:
             self._encoding = loop.create_task(self._encode_waiting())
         await done
 
     async def _encode_waiting(self) -> None:
         loop = asyncio.get_running_loop()
-        batch: list[tuple[list[str], asyncio.Future[None]]] = []
+        batch: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                texts = [t for texts, _ in batch for t in texts]
-                work = functools.partial(contextvars.copy_context().run, self._embed_all, texts)
+                pairs = [pair for pair, _ in batch]
+                work = functools.partial(contextvars.copy_context().run, self._embed_all, pairs)
                 try:
                     await loop.run_in_executor(ENCODER_THREAD, work)
                 except Exception as exc:  # each waiting request fails with it, and the next batch still runs
@@ -450,9 +463,8 @@ class EmbeddedRouter:
             return None
         readings = self._remembered(request, earlier)
         if readings is None:
-            # The request before is encoded too, though only a short latest turn reads it: it
-            # rides in the same pass, and whether the latest is short is known only after.
-            await self._encoded([request, earlier] if earlier else [request])
+            await self._encoded(request, earlier)
+            # Evicted again before we looked (over CACHE_SIZE new requests meanwhile): read here.
             readings = self._remembered(request, earlier) or self._readings(request, earlier)
         return self._pick(self._score(*readings))
 
