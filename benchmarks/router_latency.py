@@ -4,7 +4,8 @@
 
 Prints the router's start-up time and the resident memory it adds, then
 p50/p99/max in microseconds for the router alone, cold (every decision sees a
-latest request it has not embedded before) and warm (the same conversation
+latest request it has not embedded before: an 11-token one, one read to the
+32-token limit, and a short follow-up whose earlier turn is new as well) and warm (the same conversation
 again, as an agent resends it with each tool result), and for the full
 decision path (the router plus pin-store bookkeeping) on a fresh route and a
 pinned hit. It starts with two readings of the machine, so figures taken on
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
 import sys
@@ -52,6 +54,8 @@ for i in range(5):
     CONVERSATION.append({"role": "assistant", "content": "Understood. Here is how I would approach it, "
                          "with the data model, the API and the edge cases around rounding. " * 3})
 CONVERSATION[-1] = {"role": "user", "content": "Now implement the invoice total calculation in Python."}
+LONG = ("Please write a Python function, version {}, that validates each invoice line against the tax table, "
+        "rounds currency amounts half-even per line and returns the totals with a list of every problem found.")
 
 
 def percentiles(samples: list[float]) -> str:
@@ -67,7 +71,18 @@ def machine() -> str:
     block = np.ones(4 * 1024 * 1024, dtype=np.float32)  # 16 MB
     block.sum()
     reads = min(timeit.repeat(block.sum, number=50, repeat=5)) / 50
-    return f"machine: sum(range(1000)) {loop * 1e6:.1f} us, numpy reads 16 MB at {block.nbytes / reads / 1e9:.1f} GB/s"
+    kernels = ""
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+        forced = os.environ.get("OPENBLAS_CORETYPE")
+        kernels = f", BLAS {blas.get('internal_api', '?')} {blas.get('architecture', '?')} kernels" + (
+            f" (forced by OPENBLAS_CORETYPE={forced})" if forced else "")
+    except ImportError:
+        pass
+    return (f"machine: sum(range(1000)) {loop * 1e6:.1f} us, numpy reads 16 MB at {block.nbytes / reads / 1e9:.1f} GB/s"
+            + kernels)
 
 
 def main() -> int:
@@ -88,14 +103,22 @@ def main() -> int:
     assert len(CONVERSATION) == 10 and len(config.routes) == 10
     print(f"10-turn conversation, 10 routes; decided route: {router.decide(CONVERSATION)}")
 
-    cold = []
-    for i in range(args.runs):
-        # A latest request never seen before: the encoder runs (the cache is no help).
-        conversation = CONVERSATION[:-1] + [{"role": "user", "content": f"Now implement invoice check {i} in Python."}]
-        t = time.perf_counter()
-        router.decide(conversation)
-        cold.append(time.perf_counter() - t)
-    print(f"router alone, cold    {percentiles(cold)}")
+    def cold(latest: str, earlier: str | None = None) -> list[float]:
+        """Decisions on latest requests never seen before: the encoder runs (the cache is no help)."""
+        samples = []
+        for i in range(args.runs):
+            conversation = CONVERSATION[:-1] + [{"role": "user", "content": latest.format(i)}]
+            if earlier:  # the turn a short follow-up leans on is new too
+                conversation[-2] = {"role": "user", "content": earlier.format(i)}
+            t = time.perf_counter()
+            router.decide(conversation)
+            samples.append(time.perf_counter() - t)
+        return samples
+
+    # 11 tokens; 32 tokens, the most a request is read for; a short follow-up read with the turn before.
+    print(f"router alone, cold    {percentiles(cold('Now implement invoice check {} in Python.'))}")
+    print(f"  ... long request    {percentiles(cold(LONG))}")
+    print(f"  ... short follow-up {percentiles(cold('and for refunds {}?', 'Next, ' + LONG))}")
 
     samples = []
     for _ in range(args.runs):

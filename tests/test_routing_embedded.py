@@ -114,7 +114,7 @@ def test_task_words_count_only_for_a_route_whose_intent_or_description_has_them(
     """A route that borrowed no built-in intent with task words, and names no document kind, gets no cue."""
     router = EmbeddedRouter([Route("devops", ROUTES["devops"], "openai/a"),
                              Route("support", "answering customer questions about orders and refunds", "openai/b")])
-    reading = router._embed("summarize and compare this, then translate the README")
+    reading = router._readings("summarize and compare this, then translate the README", "")[0]
     assert not reading.cues.any()
 
 
@@ -134,14 +134,14 @@ def test_task_words_count_only_for_a_route_whose_intent_or_description_has_them(
 def test_task_words_are_not_subjects_or_parts_of_other_words(router, prompt, not_cued):
     """A cue must ask for the route's task: "query" in React Query, "document" in document.getElementById,
     a CSS property or a kubectl verb are not requests for SQL, docs, reasoning or a summary."""
-    assert not router._embed(prompt).cues[router.classes.index(not_cued)]
+    assert not router._readings(prompt, "")[0].cues[router.classes.index(not_cued)]
 
 
 def test_task_words_match_whole_words_in_latin_scripts_and_anywhere_in_cjk(router):
     summarization = router.classes.index("summarization")
-    assert not router._embed("the summaryline field is empty").cues[summarization]
-    assert router._embed("Summarize this for me").cues[summarization]
-    assert router._embed("请总结这份报告").cues[summarization]
+    assert not router._readings("the summaryline field is empty", "")[0].cues[summarization]
+    assert router._readings("Summarize this for me", "")[0].cues[summarization]
+    assert router._readings("请总结这份报告", "")[0].cues[summarization]
 
 
 def test_a_task_word_in_a_question_after_a_long_paste_counts(router):
@@ -268,21 +268,22 @@ def test_an_agents_next_step_is_decided_on_the_loop_when_its_requests_are_rememb
     assert hops == []
 
 
-def test_the_encoder_thread_encodes_the_turn_before_only_for_a_short_follow_up(router, monkeypatch):
-    """Every multi-turn request has a turn before; only a short latest turn reads it, so only then is it encoded."""
-    encoded: list[str] = []
+def test_the_encoder_thread_encodes_the_turn_before_only_for_a_short_follow_up_and_in_the_same_pass(router, monkeypatch):
+    """Every multi-turn request has a turn before; only a short latest turn reads it, so only then is
+    it encoded, and together with the short turn (a pass costs about the same for one text or two)."""
+    encoded: list[list[str]] = []  # the texts of each pass
     new = router._embed_new
-    monkeypatch.setattr(router, "_embed_new", lambda texts: encoded.extend(texts) or new(texts))
+    monkeypatch.setattr(router, "_embed_new", lambda texts, ids: encoded.append(texts) or new(texts, ids))
     first = "Write a SQL query that lists customers with no orders this year, unique-77a1."
     long_turn = [{"role": "user", "content": first}, {"role": "assistant", "content": "Here it is."},
                  {"role": "user", "content": "Write a limerick about a database migration that went wrong, unique-77a2."}]
     assert run(router.route(long_turn)) == "creative_writing"
-    assert encoded == [long_turn[-1]["content"]]
+    assert encoded == [[long_turn[-1]["content"]]]
 
     encoded.clear()
     follow_up = long_turn[:2] + [{"role": "user", "content": "now for Postgres"}]
     assert run(router.route(follow_up)) == "sql"  # read with the request before
-    assert encoded == ["now for Postgres", first]
+    assert encoded == [["now for Postgres", first]]  # in one pass: it is known to be short before encoding
 
 
 def test_a_cancelled_request_leaves_the_encoder_queue_serving_the_next(router, monkeypatch):

@@ -217,7 +217,7 @@ class EmbeddedRouter:
         self._cache: OrderedDict[str, Reading] = OrderedDict()
         self._cache_lock = threading.Lock()
         # (request, request before) pairs waiting for the encoder thread, and the task taking them there.
-        self._waiting: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[tuple[str, str], asyncio.Future[dict[str, Reading]]]] = []
         self._encoding: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
         # Two kinds of anchor per class: what the route says it is (its description, its
         # phrases) and prompts that belong to it (its `examples`, borrowed built-in prompts).
@@ -277,21 +277,10 @@ class EmbeddedRouter:
             ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
         return ids
 
-    def _embed(self, text: str) -> Reading:
-        """One request's reading, remembered: agents resend the same request with every tool
-        result, and the encoder is the cost of a decision."""
-        with self._cache_lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                self._cache.move_to_end(text)
-                return hit
-        return self._embed_new([text])[0]
-
-    def _embed_new(self, texts: list[str]) -> list[Reading]:
+    def _embed_new(self, texts: list[str], ids: list[list[int]]) -> list[Reading]:
         """Readings of requests not remembered yet, in one pass of the encoder, remembered."""
-        ids = [self._ids(text) for text in texts]
         vectors = self._encode_ids(ids)
-        readings = [Reading(vector, len(i) - 2 < SHORT_TURN_TOKENS, self._lexicon.scores(text), self._cue_hits(text))
+        readings = [Reading(vector, _short(i), self._lexicon.scores(text), self._cue_hits(text))
                     for text, i, vector in zip(texts, ids, vectors)]
         with self._cache_lock:
             for text, reading in zip(texts, readings):
@@ -301,41 +290,57 @@ class EmbeddedRouter:
                 self._cache.popitem(last=False)
         return readings
 
-    def _embed_all(self, pairs: list[tuple[str, str]]) -> None:
-        """Remember what `_readings` reads for each (request, request before) pair, on the encoder
-        thread, BATCH requests a pass: the requests first, then the earlier requests of those that
-        turned out short (only a short follow-up reads the turn before)."""
-        self._embed_missing([request for request, _ in pairs])
-        with self._cache_lock:
-            earlier = [e for r, e in pairs if e and (hit := self._cache.get(r)) is not None and hit.short]
-        self._embed_missing(earlier)
+    def _read(self, pairs: list[tuple[str, str]]) -> dict[str, Reading]:
+        """The readings `_score` needs for each (request, request before) pair: the request's, and
+        for a short request also the one before's. Remembered ones come from the cache (agents
+        resend the same request with every tool result); the rest go through the encoder, BATCH
+        to a pass. Requests are tokenized first, so a short follow-up is known as such before any
+        encoding and is encoded in the same pass as the turn it follows."""
+        found: dict[str, Reading] = {}
 
-    def _embed_missing(self, texts: list[str]) -> None:
-        with self._cache_lock:
-            todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        def remembered(text: str) -> bool:
+            if text not in found:
+                with self._cache_lock:
+                    hit = self._cache.get(text)
+                    if hit is None:
+                        return False
+                    self._cache.move_to_end(text)
+                found[text] = hit
+            return True
+
+        ids: dict[str, list[int]] = {}
+        for request, earlier in pairs:
+            if request not in ids and not remembered(request):
+                ids[request] = self._ids(request)
+            short = found[request].short if request in found else _short(ids[request])
+            if earlier and short and earlier not in ids and not remembered(earlier):
+                ids[earlier] = self._ids(earlier)
+        todo = list(ids)
         for start in range(0, len(todo), BATCH):
-            self._embed_new(todo[start: start + BATCH])
+            texts = todo[start: start + BATCH]
+            found.update(zip(texts, self._embed_new(texts, [ids[t] for t in texts])))
+        return found
 
-    async def _encoded(self, request: str, earlier: str) -> None:
-        """Until what `_readings` needs is remembered. Requests that wait meanwhile go to the
-        encoder thread together, as one batch, when the one before it is done."""
+    async def _encoded(self, request: str, earlier: str) -> dict[str, Reading]:
+        """`_read` on the encoder thread. Requests that wait meanwhile go there together, as one
+        batch, when the one before it is done."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[dict[str, Reading]] = loop.create_future()
         self._waiting.append(((request, earlier), done))
         if self._encoding is None:
             self._encoding = loop.create_task(self._encode_waiting())
-        await done
+        return await done
 
     async def _encode_waiting(self) -> None:
         loop = asyncio.get_running_loop()
-        batch: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
+        batch: list[tuple[tuple[str, str], asyncio.Future[dict[str, Reading]]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 pairs = [pair for pair, _ in batch]
-                work = functools.partial(contextvars.copy_context().run, self._embed_all, pairs)
+                work = functools.partial(contextvars.copy_context().run, self._read, pairs)
                 try:
-                    await loop.run_in_executor(ENCODER_THREAD, work)
+                    found = await loop.run_in_executor(ENCODER_THREAD, work)
                 except Exception as exc:  # each waiting request fails with it, and the next batch still runs
                     for _, done in batch:
                         if not done.done():
@@ -343,7 +348,7 @@ class EmbeddedRouter:
                     continue
                 for _, done in batch:
                     if not done.done():  # a request that was cancelled meanwhile has its future cancelled
-                        done.set_result(None)
+                        done.set_result(found)
         finally:
             # Cancelled (the loop is shutting down): nobody is left waiting for an answer.
             for _, done in batch + self._waiting:
@@ -404,8 +409,7 @@ class EmbeddedRouter:
 
     def _readings(self, request: str, earlier: str) -> tuple[Reading, Reading | None]:
         """The latest request's reading, and for a short follow-up that of the request before."""
-        latest = self._embed(request)
-        return latest, self._embed(earlier) if earlier and latest.short else None
+        return _pair(self._read([(request, earlier)]), request, earlier)
 
     def _remembered(self, request: str, earlier: str) -> tuple[Reading, Reading | None] | None:
         """`_readings` when every reading it needs is in the cache (marked as used), else None."""
@@ -471,9 +475,7 @@ class EmbeddedRouter:
             return None
         readings = self._remembered(request, earlier)
         if readings is None:
-            await self._encoded(request, earlier)
-            # Evicted again before we looked (over CACHE_SIZE new requests meanwhile): read here.
-            readings = self._remembered(request, earlier) or self._readings(request, earlier)
+            readings = _pair(await self._encoded(request, earlier), request, earlier)
         return self._pick(self._score(*readings))
 
     def decide(self, messages: list[dict[str, Any]]) -> str | None:
@@ -488,6 +490,15 @@ class EmbeddedRouter:
         if best == NONE or scores[best] < MIN_SCORE:
             return None
         return best
+
+
+def _short(ids: list[int]) -> bool:
+    return len(ids) - 2 < SHORT_TURN_TOKENS  # the start and end markers are not words
+
+
+def _pair(found: dict[str, Reading], request: str, earlier: str) -> tuple[Reading, Reading | None]:
+    latest = found[request]
+    return latest, found[earlier] if earlier and latest.short else None
 
 
 def _ngrams(text: str) -> set[str]:
