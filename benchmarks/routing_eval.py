@@ -56,6 +56,7 @@ class Case:
     split: str
     spec: Any
     text: str  # for listing mistakes
+    group: str | None = None  # parallel sets: the same request in each language shares a group
 
 
 def load_cases(path: Path = EVAL_SET, cases_path: Path | None = None
@@ -69,15 +70,25 @@ def load_cases(path: Path = EVAL_SET, cases_path: Path | None = None
                "outputs": {k: v * data["repeat"] for k, v in data["tool_outputs"].items()}}
     cases: list[Case] = []
     seen: dict[str, int] = defaultdict(int)
+    splits: dict[str, str] = {}
     for raw in data["cases"]:
         shape = next(s for s in SHAPES if s in raw)
         expect = raw["expect"] or NONE
         # Alternate tuning / held-out within each route, in file order, so both halves cover every route.
-        split = "tune" if seen[expect] % 2 == 0 else "held"
-        seen[expect] += 1
+        # In a parallel set the unit is the group (one request in every language), so no request is
+        # held out in one language and tuned on in another.
+        group = raw.get("group")
+        if group is None:
+            split = "tune" if seen[expect] % 2 == 0 else "held"
+            seen[expect] += 1
+        else:
+            if group not in splits:  # groups alternate in file order, within each shape
+                splits[group] = "tune" if seen[shape] % 2 == 0 else "held"
+                seen[shape] += 1
+            split = splits[group]
         spec = raw[shape]
         text = spec if shape == "prompt" else spec[-1] if shape == "turns" else spec["prompt"]
-        cases.append(Case(expect, raw.get("lang", "en"), SHAPE_NAMES[shape], split, spec, str(text)))
+        cases.append(Case(expect, raw.get("lang", "en"), SHAPE_NAMES[shape], split, spec, str(text), group))
     return data["routes"], cases, context
 
 
@@ -205,6 +216,18 @@ def _accuracy_by(cases: list[Case], predictions: list[str], key: Callable[[Case]
     return {g: {"accuracy": sum(v) / len(v), "cases": len(v)} for g, v in sorted(groups.items())}
 
 
+def _same_as_english(cases: list[Case], predictions: list[str]) -> dict[str, dict]:
+    """For a parallel set (cases with a `group`): per language, the share of groups whose case in
+    that language got the route its English case got, right or wrong; what multilingual routing
+    promises is exactly that agreement."""
+    english = {c.group: p for c, p in zip(cases, predictions) if c.group and c.lang == "en"}
+    agree: dict[str, list[bool]] = defaultdict(list)
+    for case, got in zip(cases, predictions):
+        if case.group in english and case.lang != "en":
+            agree[case.lang].append(got == english[case.group])
+    return {lang: {"accuracy": sum(v) / len(v), "cases": len(v)} for lang, v in sorted(agree.items())}
+
+
 async def evaluate(router: Router, cases: list[Case], read: Callable[[Case], list[dict]]) -> dict[str, Any]:
     predictions, latencies, failures = [], [], 0
     for case in cases:
@@ -230,6 +253,7 @@ async def evaluate(router: Router, cases: list[Case], read: Callable[[Case], lis
     correct = sum(1 for c, p in zip(cases, predictions) if c.expect == p)
     ordered = sorted(latencies)
     return {
+        "same_as_english": _same_as_english(cases, predictions),
         "cases": len(cases), "accuracy": correct / len(cases), "router_failures": failures,
         "per_shape": _accuracy_by(cases, predictions, lambda c: c.shape),
         "per_language": _accuracy_by(cases, predictions, lambda c: c.lang),
@@ -246,9 +270,11 @@ async def evaluate(router: Router, cases: list[Case], read: Callable[[Case], lis
 def report(title: str, result: dict[str, Any], show_mistakes: bool) -> None:
     print(f"\n== {title}: accuracy {result['accuracy']:.1%} on {result['cases']} cases "
           f"(latency p50 {result['latency_us']['p50']:.0f} us, p99 {result['latency_us']['p99']:.0f} us)")
-    for name in ("per_shape", "per_language_group", "per_language", "per_split"):
+    for name in ("per_shape", "per_language_group", "per_language", "per_split", "same_as_english"):
+        if not result[name]:
+            continue
         cells = "  ".join(f"{g} {m['accuracy']:.1%} ({m['cases']})" for g, m in result[name].items())
-        print(f"{name[4:].replace('_', ' '):<16}{cells}")
+        print(f"{name.removeprefix('per_').replace('_', ' '):<16}{cells}")
     print(f"\n{'route':<20}{'precision':>10}{'recall':>8}{'n':>5}")
     for label, m in result["per_route"].items():
         print(f"{label:<20}{m['precision']:>10.2f}{m['recall']:>8.2f}{m['support']:>5}")
