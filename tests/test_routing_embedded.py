@@ -130,6 +130,9 @@ def test_task_words_count_only_for_a_route_whose_intent_or_description_has_them(
     ("we need a novel approach to caching here", "creative_writing"),
     ("Answer in English please: what does this error mean?", "translation"),
     ("explain the implementation of this LRU cache", "code_generation"),
+    ("Es hängt davon ab, ob wir Kafka oder RabbitMQ nehmen: was meinst du?", "debugging"),
+    ("give me a crash course on Kubernetes networking", "debugging"),
+    ("écris un poème sur une plante verte", "debugging"),
 ])
 def test_task_words_are_not_subjects_or_parts_of_other_words(router, prompt, not_cued):
     """A cue must ask for the route's task: "query" in React Query, "document" in document.getElementById,
@@ -142,6 +145,40 @@ def test_task_words_match_whole_words_in_latin_scripts_and_anywhere_in_cjk(route
     assert not router._readings("the summaryline field is empty", "")[0].cues[summarization]
     assert router._readings("Summarize this for me", "")[0].cues[summarization]
     assert router._readings("请总结这份报告", "")[0].cues[summarization]
+
+
+@pytest.mark.parametrize("prompt, route", [
+    ("Mein Node-Server stürzt beim Start ab, sobald ich das neue Paket importiere. Woran liegt das?", "debugging"),
+    ("mi app de Flutter se queda colgada en la pantalla de carga, sin ningún log", "debugging"),
+    ("这个 Go 程序一运行就崩溃，日志里什么都没有，怎么排查？", "debugging"),
+    ("Dame la versión corta de este informe trimestral para el equipo de ventas.", "summarization"),
+    ("この議事録を3行でまとめてください。", "summarization"),
+    ("¿Cómo se dice 'la reunión se pospone al lunes' en coreano?", "translation"),
+    ("Wir überlegen, ob wir unser Team auf vier Tage die Woche umstellen. Was spricht jeweils dafür?",
+     "complex_reasoning"),
+    ("自己搭建还是直接买现成的 SaaS？选哪个？", "complex_reasoning"),
+    # Not yet, in any language: a subject full of one route's jargon outweighs the task word
+    # ("Serverless or containers, which should we pick?" goes to devops, "PostgreSQL or MongoDB?" to sql).
+])
+def test_task_words_in_other_languages_route_as_in_english(router, prompt, route):
+    """What is asked (a crash to look into, a short version, how to say something, which to pick) is
+    said differently in each language; each of these has its own task word, and none is the subject."""
+    assert router.decide(user(prompt)) == route
+
+
+def test_a_request_that_shares_little_text_with_every_anchor_gets_little_lexical_weight(router):
+    """The lexical signal is a class's share of the request's n-grams that some anchor holds. A
+    Chinese mail thread with one "x" in it shared only that with math's anchors, and took math the
+    whole lexical weight (0.25, more than the summary it asked for); now such a share is damped."""
+    thread = ("能给我这串邮件的简短版本吗？\n\n> 李雷：财务确认新的税码之前，我没法完成导出。\n"
+              "> 韩梅梅：我们在等审计师的清单，预计周五到。\n> 王强：客户 x 一直在催。")
+    lexical = router._readings(thread, "")[0].lexical
+    assert lexical.max() < 0.5 * lexical.sum() + 0.2 and lexical.max() <= 1 / 6 + 1e-6
+    assert router.decide(user(thread)) == "summarization"
+    # English jargon still counts in full: the signal is there for "helm" and "Dockerfile".
+    devops = router.classes.index("devops")
+    assert router._readings("helm upgrade fails: rendered manifests contain a resource that already exists",
+                            "")[0].lexical[devops] > 0.4
 
 
 def test_a_task_word_in_a_question_after_a_long_paste_counts(router):
@@ -482,6 +519,22 @@ def test_evaluation_set_accuracy_does_not_regress(router):
     assert share(lambda c: c.lang == "en") >= 0.85 and share(lambda c: c.lang != "en") >= 0.85
     for route in {c.expect for c in cases}:
         assert share(lambda c: c.expect == route) >= 0.80, route
+
+
+def test_a_request_routes_in_every_language_as_it_does_in_english(router):
+    """benchmarks/routing_parallel.yaml: 52 requests, each in English, Spanish, German, French,
+    Portuguese, Chinese and Japanese, written blind. The promise of multilingual routing is that each
+    language gets the route English gets; the README's figures clear these floors by a few cases."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import routing_eval
+
+    routes, cases, ctx = routing_eval.load_cases(cases_path=REPO / "benchmarks" / "routing_parallel.yaml")
+    read = routing_eval.wire_reader("chat")
+    got = [router.decide(read(case, ctx)) or routing_eval.NONE for case in cases]
+    assert len(cases) == 364 and {c.lang for c in cases} == {"en", "es", "de", "fr", "pt", "zh", "ja"}
+    agreement = routing_eval._same_as_english(cases, got)
+    assert all(m["accuracy"] >= 0.80 for m in agreement.values()), agreement
+    assert sum(g == c.expect for g, c in zip(got, cases)) / len(cases) >= 0.90
 
 
 def test_a_config_without_routes_loads_no_encoder(monkeypatch):

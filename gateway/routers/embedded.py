@@ -65,6 +65,10 @@ LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
 # borrowed, or of a kind of document its description names (terms.yaml). The request as read is
 # at most 600 characters (conversation.REQUEST_CHARS) and all of it is searched.
 CUE_WEIGHT = 0.2
+# The lexical share is taken over at least this many n-grams' worth of weight (each as rare as they
+# come): one "x" shared with math's anchors was all a Chinese mail thread had in common with any
+# anchor, and it took math the whole lexical weight. 4-8 did equally well on the tuning halves.
+LEXICAL_EVIDENCE = 6
 
 
 # New requests are encoded on this one thread, off the event loop: a forward pass takes 1-6 ms
@@ -534,12 +538,14 @@ class Lexicon:
             self._idf[k] = idf
             self._weights[k, list(members[gram])] = idf
         self._unknown = len(members)
+        self._least = LEXICAL_EVIDENCE * float(np.log(n))  # so little shared text counts for little
 
     def scores(self, text: str) -> np.ndarray:
         """Per class, the share of the text's n-gram weight its anchors hold; n-grams no anchor has
-        weigh nothing (a request in another language is left to the encoder)."""
+        weigh nothing (a request in another language is left to the encoder), and a text sharing
+        fewer than LEXICAL_EVIDENCE rare n-grams with all anchors together gets a share of that."""
         rows = [self._index.get(g, self._unknown) for g in _ngrams(text[:LEXICAL_CHARS])]
         total = float(self._idf[rows].sum()) if rows else 0.0
         if total <= 0.0:
             return np.zeros(self._weights.shape[1], dtype=np.float32)
-        return self._weights[rows].sum(axis=0) / total
+        return self._weights[rows].sum(axis=0) / max(total, self._least)
