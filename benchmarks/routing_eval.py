@@ -70,7 +70,8 @@ def load_cases(path: Path = EVAL_SET, cases_path: Path | None = None
                "outputs": {k: v * data["repeat"] for k, v in data["tool_outputs"].items()}}
     cases: list[Case] = []
     seen: dict[str, int] = defaultdict(int)
-    splits: dict[str, str] = {}
+    splits: dict[str, str] = {}  # parallel sets: group -> its half
+    groups_seen: dict[str, int] = defaultdict(int)
     for raw in data["cases"]:
         shape = next(s for s in SHAPES if s in raw)
         expect = raw["expect"] or NONE
@@ -83,8 +84,8 @@ def load_cases(path: Path = EVAL_SET, cases_path: Path | None = None
             seen[expect] += 1
         else:
             if group not in splits:  # groups alternate in file order, within each shape
-                splits[group] = "tune" if seen[shape] % 2 == 0 else "held"
-                seen[shape] += 1
+                splits[group] = "tune" if groups_seen[shape] % 2 == 0 else "held"
+                groups_seen[shape] += 1
             split = splits[group]
         spec = raw[shape]
         text = spec if shape == "prompt" else spec[-1] if shape == "turns" else spec["prompt"]
