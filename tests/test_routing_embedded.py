@@ -449,6 +449,29 @@ def test_a_batch_with_repeats_and_shared_turns_answers_each_request_even_when_th
     assert run(together()) == alone
 
 
+def test_a_request_that_fails_in_the_encoder_fails_alone_not_its_batch(router, monkeypatch):
+    """Requests waiting together are encoded together; if that pass fails, each is read on its own,
+    so only the one at fault gets the error."""
+    import asyncio
+
+    ids = router._ids
+
+    def tokenize(text: str) -> list[int]:
+        if "poison-7d2e" in text:
+            raise RuntimeError("this text breaks the tokenizer")
+        return ids(text)
+
+    monkeypatch.setattr(router, "_ids", tokenize)
+    prompts = [f"Translate the onboarding guide into Portuguese, part {i}-7d2f." for i in range(4)]
+
+    async def together() -> list[Any]:
+        return list(await asyncio.gather(router.route(user("Write a poem, poison-7d2e")),
+                                         *(router.route(user(p)) for p in prompts), return_exceptions=True))
+
+    first, *rest = run(together())
+    assert isinstance(first, RuntimeError) and rest == ["translation"] * len(prompts)
+
+
 def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch):
     seen = []
     encode = router._encode_ids

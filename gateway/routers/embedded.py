@@ -352,24 +352,31 @@ class EmbeddedRouter:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                pairs = [pair for pair, _ in batch]
-                work = functools.partial(contextvars.copy_context().run, self._read, pairs)
                 try:
-                    found = await loop.run_in_executor(ENCODER_THREAD, work)
-                except Exception as exc:  # each waiting request fails with it, and the next batch still runs
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                    found = await self._on_thread(loop, [pair for pair, _ in batch])
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch[0][1], None, exc)
+                        continue
+                    # One request's failure must not fail the others waiting with it: each on its own.
+                    for pair, done in batch:
+                        try:
+                            _settle(done, await self._on_thread(loop, [pair]), None)
+                        except Exception as alone:
+                            _settle(done, None, alone)
                     continue
                 for _, done in batch:
-                    if not done.done():  # a request that was cancelled meanwhile has its future cancelled
-                        done.set_result(found)
+                    _settle(done, found, None)
         finally:
             # Cancelled (the loop is shutting down): nobody is left waiting for an answer.
             for _, done in batch + self._waiting:
                 done.cancel()
             self._waiting = []
             self._encoding = None
+
+    async def _on_thread(self, loop: asyncio.AbstractEventLoop, pairs: list[tuple[str, str]]) -> dict[str, Reading]:
+        work = functools.partial(contextvars.copy_context().run, self._read, pairs)
+        return await loop.run_in_executor(ENCODER_THREAD, work)
 
     def _route_cues(self) -> list[tuple[int, Cues]]:
         """(class index, pattern) for each route with task words: those of the intent it borrowed,
@@ -506,6 +513,16 @@ class EmbeddedRouter:
         if best == NONE or scores[best] < MIN_SCORE:
             return None
         return best
+
+
+def _settle(done: asyncio.Future[dict[str, Reading]], found: dict[str, Reading] | None,
+            error: Exception | None) -> None:
+    if done.done():
+        return  # the request was cancelled meanwhile (its client went away)
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(found)  # type: ignore[arg-type]
 
 
 def _short(ids: list[int]) -> bool:
