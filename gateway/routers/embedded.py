@@ -316,10 +316,7 @@ class EmbeddedRouter:
         def take(text: str) -> None:
             if text in found or text in ids:
                 return
-            with self._cache_lock:
-                hit = self._cache.get(text)
-                if hit is not None:
-                    self._cache.move_to_end(text)
+            hit = self._cached(text)
             if hit is not None:
                 found[text] = hit
             else:
@@ -434,20 +431,23 @@ class EmbeddedRouter:
         """The latest request's reading, and for a short follow-up that of the request before."""
         return _pair(self._read([(request, earlier)]), request, earlier)
 
-    def _remembered(self, request: str, earlier: str) -> tuple[Reading, Reading | None] | None:
-        """`_readings` when every reading it needs is in the cache (marked as used), else None."""
+    def _cached(self, text: str) -> Reading | None:
+        """A remembered reading, marked as recently used."""
         with self._cache_lock:
-            latest = self._cache.get(request)
-            if latest is None:
-                return None
-            self._cache.move_to_end(request)
-            if not (earlier and latest.short):
-                return latest, None
-            before = self._cache.get(earlier)
-            if before is None:
-                return None
-            self._cache.move_to_end(earlier)
-            return latest, before
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+        return hit
+
+    def _remembered(self, request: str, earlier: str) -> tuple[Reading, Reading | None] | None:
+        """`_readings` when every reading it needs is in the cache, else None."""
+        latest = self._cached(request)
+        if latest is None:
+            return None
+        if not (earlier and latest.short):
+            return latest, None
+        before = self._cached(earlier)
+        return None if before is None else (latest, before)
 
     def _scores_of(self, q: np.ndarray) -> np.ndarray:
         """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
