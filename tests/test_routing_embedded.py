@@ -111,11 +111,14 @@ def test_what_is_asked_outweighs_the_subject_it_is_asked_about(router, prompt, r
 
 
 def test_task_words_count_only_for_a_route_whose_intent_or_description_has_them():
-    """A route that borrowed no built-in intent with task words, and names no document kind, gets no cue."""
+    """A route that borrowed no built-in intent with task words, and names no document kind, gets no
+    cue; one whose description names a document kind (docs: READMEs) gets that kind's words."""
     router = EmbeddedRouter([Route("devops", ROUTES["devops"], "openai/a"),
-                             Route("support", "answering customer questions about orders and refunds", "openai/b")])
-    reading = router._readings("summarize and compare this, then translate the README", "")[0]
-    assert not reading.cues.any()
+                             Route("support", "answering customer questions about orders and refunds", "openai/b"),
+                             Route("docs", ROUTES["docs"], "openai/c")])
+    reading = router._readings("summarize and compare this, then write the README", "")[0]
+    cued = {name for name, hit in zip(router.classes, reading.cues) if hit}
+    assert cued == {"docs"}
 
 
 @pytest.mark.parametrize("prompt, not_cued", [
