@@ -412,7 +412,7 @@ def test_the_c_tokenizer_gives_the_encoder_the_same_token_ids_as_the_packages_ow
     texts = [t[:2000] for t in dict.fromkeys(texts)]
     assert len(texts) > 1000 and any("\u3000" <= c <= "\u9fff" for t in texts for c in t)
     port = UsePureTokenizer(str(Path(embedder._RES) / "sp.model"))
-    ours = load_encoder()._tokenizer
+    ours = load_encoder().sp
     assert type(ours).__module__.startswith("sentencepiece")
     for text in texts:
         assert ours.encode(text, out_type=int, add_bos=True, add_eos=True) == \

