@@ -13,7 +13,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Route
-from gateway.routers.embedded import EmbeddedRouter
+from gateway.routers.embedded import EmbeddedRouter, _short
 from inprocess_helpers import make_config, openai_provider, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,9 +347,9 @@ def test_an_agents_next_step_is_decided_on_the_loop_when_its_requests_are_rememb
     assert hops == []
 
 
-def test_the_encoder_thread_encodes_the_turn_before_only_for_a_short_follow_up_and_in_the_same_pass(router, monkeypatch):
+def test_the_encoder_thread_encodes_the_turn_before_only_for_a_short_follow_up_and_in_the_same_trip(router, monkeypatch):
     """Every multi-turn request has a turn before; only a short latest turn reads it, so only then is
-    it encoded, and together with the short turn (a pass costs about the same for one text or two)."""
+    it encoded, and in the same trip to the encoder thread as the short turn (one hop, not two)."""
     encoded: list[list[str]] = []  # the texts of each pass
     new = router._embed_new
     monkeypatch.setattr(router, "_embed_new", lambda texts, ids: encoded.append(texts) or new(texts, ids))
@@ -362,7 +362,23 @@ def test_the_encoder_thread_encodes_the_turn_before_only_for_a_short_follow_up_a
     encoded.clear()
     follow_up = long_turn[:2] + [{"role": "user", "content": "now for Postgres"}]
     assert run(router.route(follow_up)) == "sql"  # read with the request before
-    assert encoded == [["now for Postgres", first]]  # in one pass: it is known to be short before encoding
+    assert encoded == [["now for Postgres", first]]  # in one trip: it is known to be short before encoding
+
+
+def test_a_follow_up_to_a_decided_request_encodes_only_itself(router, monkeypatch):
+    """The turn a short follow-up leans on was the latest request of the decision before, so it is
+    remembered: the follow-up costs one forward pass, not two."""
+    passes: list[int] = []
+    encode = router._encode_ids
+    monkeypatch.setattr(router, "_encode_ids", lambda batch: passes.append(len(batch)) or encode(batch))
+    asked = [{"role": "system", "content": "You are a helpful assistant."},
+             {"role": "user", "content": "Write a SQL query that lists the ten biggest customers by revenue, unique-3e9b."}]
+    assert router.decide(asked) == "sql"
+    follow_up = asked + [{"role": "assistant", "content": "SELECT customer_id, SUM(total) FROM orders ..."},
+                         {"role": "user", "content": "now for Postgres 9e3b"}]
+    assert _short(router._ids(follow_up[-1]["content"]))  # so it leans on the turn before
+    assert router.decide(follow_up) == "sql"
+    assert passes == [1, 1]
 
 
 def test_a_cancelled_request_leaves_the_encoder_queue_serving_the_next(router, monkeypatch):
