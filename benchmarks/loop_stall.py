@@ -4,7 +4,8 @@
 
 Starts a gateway on the bundled config.yaml (decisions only, no keys) and, on
 one keep-alive connection, asks for a pinned decision again and again: that is
-an agent's next step, which should not wait for anyone. First alone, then while
+an agent's next step, which should not wait for anyone. First alone (and, for
+comparison, one client opening new sessions one after another), then while
 four other clients open new sessions as fast as they can, each with a request
 the router has never seen (so the encoder runs for every one). Prints the
 pinned requests' p50/p99 in both phases and the new sessions' rate.
@@ -81,14 +82,30 @@ async def flood(url: str, until: float, worker: int) -> int:
     return sent
 
 
+async def new_sessions(client: httpx.AsyncClient, url: str, until: float) -> list[float]:
+    """One client opening new sessions one after another, each with a request never seen before."""
+    samples = []
+    while time.monotonic() < until:
+        text = f"Request {len(samples)}-{time.monotonic_ns()}: summarize the incident report for ticket {len(samples)}."
+        t = time.perf_counter()
+        r = await client.post(url, json={"messages": [{"role": "user", "content": text}]},
+                              headers={"X-Session-Id": f"loop-stall-alone-{len(samples)}-{time.monotonic_ns()}"})
+        samples.append(time.perf_counter() - t)
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(0.002)
+    return samples
+
+
 async def measure(port: int, seconds: float) -> None:
     url = f"http://127.0.0.1:{port}/routing/v1/chat/completions"
     async with httpx.AsyncClient(timeout=30) as client:
         await client.post(url, json=PINNED, headers={"X-Session-Id": "loop-stall-pinned"})  # pins it
         quiet = await probe(client, url, time.monotonic() + seconds)
+        alone = await new_sessions(client, url, time.monotonic() + seconds)
         until = time.monotonic() + seconds
         busy, *sent = await asyncio.gather(probe(client, url, until), *(flood(url, until, w) for w in range(4)))
     print(f"  pinned, alone:                     {percentiles(quiet)}")
+    print(f"  new session, alone:                {percentiles(alone)}")
     print(f"  pinned, while new sessions arrive: {percentiles(busy)}")
     print(f"  new sessions routed: {sum(sent) / seconds:.0f}/s")
 

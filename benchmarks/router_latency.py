@@ -5,14 +5,16 @@
 Prints the router's start-up time and the resident memory it adds, then
 p50/p99/max in microseconds for the router alone, cold (every decision sees a
 latest request it has not embedded before: an 11-token one, one read to the
-32-token limit, and a short follow-up whose earlier turn is new as well) and warm (the same conversation
-again, as an agent resends it with each tool result), and for the full
-decision path (the router plus pin-store bookkeeping) on a fresh route and a
-pinned hit. It starts with two readings of the machine, so figures taken on
-different machines can be told apart: how long a small pure-Python loop
-takes, and how fast numpy reads 16 MB (the encoder streams its 13.5 MB of
-float32 weights for every request it has not seen; where they do not stay in
-the processor's cache, that read is most of a new request's cost).
+32-token limit, a short follow-up whose earlier turn is new as well, and an
+11-token one through `route`, the gateway's path, which hands it to the
+encoder thread) and warm (the same conversation again, as an agent resends it
+with each tool result), and for the full decision path (the router plus
+pin-store bookkeeping) on a fresh route and a pinned hit. Last, the forward
+pass alone three ways, in turn on the same requests: the encoder package's
+numpy pass, our onnxruntime graph in float32, and in 8 bits (the router's).
+It starts with two readings of the machine, so figures taken on different
+machines can be told apart: how long a small pure-Python loop takes, and how
+fast numpy reads 16 MB.
 """
 
 from __future__ import annotations
@@ -119,6 +121,18 @@ def main() -> int:
     print(f"router alone, cold    {percentiles(cold('Now implement invoice check {} in Python.'))}")
     print(f"  ... long request    {percentiles(cold(LONG))}")
     print(f"  ... short follow-up {percentiles(cold('and for refunds {}?', 'Next, ' + LONG))}")
+
+    async def through_thread() -> list[float]:
+        """The gateway's own path: `route`, which sends a new request to the encoder thread."""
+        samples = []
+        for i in range(args.runs):
+            conversation = CONVERSATION[:-1] + [{"role": "user", "content": f"Now implement invoice check {i} again in Python."}]
+            t = time.perf_counter()
+            await router.route(conversation)
+            samples.append(time.perf_counter() - t)
+        return samples
+
+    print(f"  ... via the thread  {percentiles(asyncio.run(through_thread()))}")
 
     samples = []
     for _ in range(args.runs):

@@ -45,7 +45,7 @@ OPSET = 17  # LayerNormalization's first opset
 
 
 class Encoder:
-    """Token ids in, L2-normalised 512-dimensional vectors out; one BLAS-free thread."""
+    """Text or token ids in, L2-normalised 512-dimensional vectors out; onnxruntime on one thread."""
 
     dims = EMB_DIM
 
@@ -149,8 +149,8 @@ def _graph(w, int8: bool) -> bytes:
     eps = float(w.eps)
     zero_row = const("zero_row", np.zeros((1, CNN_DIM), dtype=np.float32))
     # The embedding rows span very different ranges (the package quantized them in 17 blocks with
-    # their own scales): quantized together, the output vectors moved 4x further from the float
-    # pass (mean cosine 0.9964 instead of 0.9992 on the evaluation prompts) and routing lost half a point.
+    # their own scales). Quantized together, the vectors of the evaluation sets' 1,243 texts were
+    # at mean cosine 0.9959 from the float pass's, the farthest 0.967; rows apart, 0.9994 and 0.9985.
     x = dense("emb", w.proj_W, w.proj_b, "proj", rows_apart=True)
     x = op("LayerNormalization", [x, const("ln_g_all", w.ln_g_all), const("ln_b_all", w.ln_b_all)], "x",
            axis=-1, epsilon=eps)
