@@ -5,8 +5,8 @@
 Prints the router's start-up time and the resident memory it adds, then
 p50/p99/max in microseconds for the router alone, cold (every decision sees a
 latest request it has not embedded before: an 11-token one, one read to the
-32-token limit, a short follow-up whose earlier turn is new as well, and an
-11-token one through `route`, the gateway's path, which hands it to the
+32-token limit, a short follow-up whose earlier turn is new as well, and a
+12-token one through `route`, the gateway's path, which hands it to the
 encoder thread) and warm (the same conversation again, as an agent resends it
 with each tool result), and for the full decision path (the router plus
 pin-store bookkeeping) on a fresh route and a pinned hit. Last, the forward

@@ -373,11 +373,11 @@ def test_a_follow_up_to_a_decided_request_encodes_only_itself(router, monkeypatc
     monkeypatch.setattr(router, "_encode_ids", lambda batch: passes.append(len(batch)) or encode(batch))
     asked = [{"role": "system", "content": "You are a helpful assistant."},
              {"role": "user", "content": "Write a SQL query that lists the ten biggest customers by revenue, unique-3e9b."}]
-    assert router.decide(asked) == "sql"
+    assert run(router.route(asked)) == "sql"  # the gateway's path, through the encoder thread
     follow_up = asked + [{"role": "assistant", "content": "SELECT customer_id, SUM(total) FROM orders ..."},
                          {"role": "user", "content": "now for Postgres 9e3b"}]
     assert _short(router._ids(follow_up[-1]["content"]))  # so it leans on the turn before
-    assert router.decide(follow_up) == "sql"
+    assert run(router.route(follow_up)) == "sql"
     assert passes == [1, 1]
 
 

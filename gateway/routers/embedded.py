@@ -84,7 +84,7 @@ ENCODER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-en
 @lru_cache(maxsize=1)
 def load_encoder() -> Encoder:
     """USE multilingual v3 from the package's own files, as an onnxruntime graph with int8 weights
-    (about 0.7 s and 100 MB, once per process; see encoder.py)."""
+    (about 1 s and 120 MB, once per process; see encoder.py)."""
     # One BLAS thread for what numpy still multiplies (a request against the anchors): on a busy
     # machine a second thread waiting for a core costs milliseconds (measured: p50 16 ms instead of
     # 1.4 ms under load). Set once for the process rather than around each request: entering and
@@ -225,7 +225,7 @@ class EmbeddedRouter:
         self.borrowed: dict[str, str] = {}  # route name -> built-in intent it borrowed from
         self.classes: list[str] = []
         if not self.routes:
-            return  # nothing to route to: no encoder to load (a second and 130 MB saved per worker)
+            return  # nothing to route to: no encoder to load (about a second and 120 MB saved per worker)
         self._encoder = load_encoder()
         self._cache: OrderedDict[str, Reading] = OrderedDict()
         self._cache_lock = threading.Lock()

