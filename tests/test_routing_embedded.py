@@ -469,8 +469,8 @@ def test_a_batch_with_repeats_and_shared_turns_answers_each_request_even_when_th
 
 
 def test_a_request_that_fails_in_the_encoder_fails_alone_not_its_batch(router, monkeypatch):
-    """Requests waiting together are encoded together; if that pass fails, each is read on its own,
-    so only the one at fault gets the error."""
+    """Requests waiting together go to the encoder thread in one trip; if that trip fails, each is
+    read on its own, so only the one at fault gets the error."""
     import asyncio
 
     ids = router._ids
@@ -520,7 +520,7 @@ def test_new_requests_that_arrive_together_go_to_the_encoder_in_one_trip_each_as
     assert run(together()) == ["translation"] * len(prompts)
     assert passes and sum(passes) == len(prompts) and len(passes) < len(prompts)  # at most the first goes alone
     for prompt, vector in zip(prompts, alone):
-        assert np.allclose(router._cache[prompt].vector, vector, atol=1e-5)
+        assert np.array_equal(router._cache[prompt].vector, vector)
 
 
 # -- through the app: the three request shapes ---------------------------------------------------------------
